@@ -1,0 +1,44 @@
+# dr-engine: `make demo` and `make test` do all set-up on a fresh machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DR := $(VENV)/bin/dr
+export DO_NOT_TRACK := 1
+export PREFECT_HOME ?= $(CURDIR)/.dr/prefect-home
+
+.PHONY: setup os-packages check lint typecheck test test-fast demo bench clean
+
+setup: $(VENV)/.installed
+
+# OS packages the tests need (BIND, poppler, Chromium); installed only when run as root.
+os-packages:
+	@bash .ci/os-packages
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+lint: setup
+	$(VENV)/bin/ruff check dr_engine flows tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+check: lint typecheck
+
+test: setup os-packages check
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: setup
+	$(PY) -m pytest -q -x -m "not integration"
+
+demo: setup os-packages
+	$(DR) demo
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .dr .mypy_cache .ruff_cache build *.egg-info

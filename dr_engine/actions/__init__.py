@@ -1,0 +1,1 @@
+"""Actions: decision logic per capability, written once; I/O lives in ``dr_engine.providers``."""

@@ -1,0 +1,160 @@
+"""The contract every action implements, and what the engine hands it.
+
+An action is registered under ``<provider>.<verb>`` (``postgres.promote``). It declares:
+
+- ``capability``: what it does, in terms the planner's safety invariants understand;
+- ``Params``: a strict pydantic model for its ``with:`` block;
+- ``permissions``: the IAM actions it needs (empty for non-AWS actions);
+- ``example``: a YAML step showing its use (meta-tests load every example);
+- ``safety_critical``: skipping it needs ``--force`` and a reason (fences, lag gates).
+
+Actions decide; providers (``dr_engine.providers``) do the I/O. An action's :meth:`run`
+observes state first and is idempotent: running it again after a crash is safe and returns
+early with ``changed=False`` when the work is already done.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from dr_engine.clock import Clock, Deadline
+from dr_engine.model import DrillBehaviour, Objectives, Region, RunMode
+
+
+class Capability(StrEnum):
+    """What an action does; the planner's safety invariants are written against these."""
+
+    DATA_CHECK = "data.check"
+    DATA_FENCE = "data.fence"
+    DATA_PROMOTE = "data.promote"
+    DATA_VERIFY = "data.verify"
+    DATA_SYNC = "data.sync"
+    DATA_RECONCILE = "data.reconcile"
+    STACK_CHECK = "stack.check"
+    STACK_APPLY = "stack.apply"
+    CAPACITY_SCALE = "capacity.scale"
+    TRAFFIC_SHIFT = "traffic.shift"
+    TRAFFIC_VERIFY = "traffic.verify"
+    HEALTH_VERIFY = "health.verify"
+    CONTROL_APPROVE = "control.approve"
+    CONTROL_WAIT = "control.wait"
+    EXEC_RUN = "exec.run"
+
+
+class ActionParams(BaseModel):
+    """Base for every action's ``Params``: strict keys, immutable, numbers not coerced from bool."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class RpoObservation:
+    """What a data action measured about data loss at cutover (any field may be unknown)."""
+
+    lag_bytes: int | None = None
+    lag_seconds: float | None = None
+    rows_lost: int | None = None
+
+
+@dataclass
+class StepResult:
+    """What an action reports back to the engine.
+
+    ``outputs`` become ``${steps.<id>.<name>}`` for later steps; ``facts`` are recorded in the
+    audit log and run record (never put secrets here); ``summary`` is one line for people.
+    """
+
+    summary: str = ""
+    changed: bool = True
+    outputs: dict[str, str] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    rpo: RpoObservation | None = None
+
+
+@dataclass(frozen=True)
+class PreflightCheck:
+    """One read-only check run by ``dr plan`` / readiness before anything changes."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class StepContext:
+    """Everything an action may use while running one step.
+
+    ``deadline`` must bound every I/O call (socket/read timeouts, subprocess ``timeout=``):
+    the engine cannot interrupt a thread. ``secret(region, name)`` resolves a region secret at
+    run time; its value must never be logged, recorded or put in outputs.
+    """
+
+    run_id: str
+    step_id: str
+    mode: RunMode
+    source: Region
+    target: Region
+    objectives: Objectives
+    deadline: Deadline
+    clock: Clock
+    log: logging.Logger
+    state_dir: Path
+    allow_data_loss: bool = False
+    attempt: int = 1
+    outputs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    secret_resolver: Callable[[Region, str], SecretStr] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def secret(self, region: Region, name: str) -> SecretStr:
+        """Return the secret ``name`` of ``region`` (raises KeyError when not declared)."""
+        if self.secret_resolver is None:
+            raise KeyError(f"no secret resolver configured (secret {name!r} of {region.name})")
+        return self.secret_resolver(region, name)
+
+    @property
+    def drill(self) -> bool:
+        """True when this run is a non-disruptive drill."""
+        return self.mode is RunMode.DRILL
+
+
+P = TypeVar("P", bound=ActionParams)
+
+
+class Action(ABC, Generic[P]):
+    """Base class of all actions. Subclasses set the class attributes and implement :meth:`run`."""
+
+    name: ClassVar[str]
+    capability: ClassVar[Capability]
+    Params: ClassVar[type[ActionParams]]
+    permissions: ClassVar[tuple[str, ...]] = ()
+    example: ClassVar[str]
+    safety_critical: ClassVar[bool] = False
+    drill_default: ClassVar[DrillBehaviour] = DrillBehaviour.RUN
+
+    @abstractmethod
+    def run(self, params: P, ctx: StepContext) -> StepResult:
+        """Do the step: observe first, act only if needed, verify. Raise StepFailed subclasses."""
+
+    def preflight(self, params: P, ctx: StepContext) -> list[PreflightCheck]:
+        """Read-only checks for ``dr plan`` and readiness. Default: nothing to check."""
+        del params, ctx
+        return []
+
+    def dataset(self, params: P) -> str | None:
+        """The dataset a data action works on, used to pair fences with promotes."""
+        del params
+        return None
+
+    def describe(self, params: P) -> str:
+        """A short human description of what the step will touch, for ``dr plan``."""
+        fields = params.model_dump(exclude_none=True)
+        shown = ", ".join(f"{k}={v}" for k, v in list(fields.items())[:3])
+        return shown

@@ -1,0 +1,112 @@
+"""Provider-free control actions: ``control.wait`` and ``control.approve``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import Field
+
+from dr_engine.actions.base import Action, ActionParams, Capability, StepContext, StepResult
+from dr_engine.actions.registry import register
+from dr_engine.errors import PreconditionFailed
+from dr_engine.model import DrillBehaviour
+from dr_engine.model.units import Duration
+
+
+class WaitParams(ActionParams):
+    """Parameters of ``control.wait``."""
+
+    duration: Duration = Field(description="How long to wait, e.g. 30s (lets caches/TTLs expire)")
+    reason: str = ""
+
+
+@register
+class Wait(Action[WaitParams]):
+    """Wait a fixed time, e.g. for a DNS TTL to expire before verifying.
+
+    Example::
+
+        - id: let-ttl-expire
+          action: control.wait
+          with: {duration: 30s, reason: DNS TTL}
+    """
+
+    name = "control.wait"
+    capability = Capability.CONTROL_WAIT
+    Params = WaitParams
+    example = "id: let-ttl-expire\naction: control.wait\nwith: {duration: 2s, reason: DNS TTL}\n"
+
+    def run(self, params: WaitParams, ctx: StepContext) -> StepResult:
+        """Sleep on the injected clock, never past the step deadline."""
+        wanted = params.duration.total_seconds()
+        ctx.deadline.check("starting to wait")
+        ctx.clock.sleep(min(wanted, ctx.deadline.remaining()))
+        ctx.deadline.check(f"waiting {wanted:g}s")
+        return StepResult(summary=f"waited {wanted:g}s", changed=False)
+
+
+class ApproveParams(ActionParams):
+    """Parameters of ``control.approve``."""
+
+    prompt: str = Field(description="What the approver is asked to confirm")
+    timeout: Duration = Field(default=timedelta(minutes=30), description="How long to wait")
+    on_timeout: Literal["reject", "approve"] = Field(
+        default="reject", description="Outcome when nobody answers in time (reject is safe)"
+    )
+    approvers: list[str] = Field(default_factory=list, description="Who may approve (empty: anyone)")
+
+
+@runtime_checkable
+class ApprovalGate(Protocol):
+    """Supplied by the flow/engine in ``ctx.extras['approval_gate']``: waits for a human."""
+
+    def request(self, ctx: StepContext, params: ApproveParams) -> tuple[bool, str, str]:
+        """Block until decided; return (approved, approver, comment)."""
+        ...
+
+
+@register
+class Approve(Action[ApproveParams]):
+    """Pause the run until a named person approves (``dr approve RUN_ID --as NAME``).
+
+    Example::
+
+        - id: approve-cutover
+          action: control.approve
+          with: {prompt: "Shift customer traffic to us-west-2?", timeout: 15m}
+    """
+
+    name = "control.approve"
+    capability = Capability.CONTROL_APPROVE
+    Params = ApproveParams
+    example = (
+        "id: approve-cutover\naction: control.approve\n"
+        'with: {prompt: "Shift customer traffic to the target region?", timeout: 15m}\n'
+    )
+    drill_default = DrillBehaviour.RUN
+
+    def run(self, params: ApproveParams, ctx: StepContext) -> StepResult:
+        """Ask the approval gate; a rejection or timeout halts the run."""
+        gate = ctx.extras.get("approval_gate")
+        if not isinstance(gate, ApprovalGate):
+            raise PreconditionFailed(
+                "this run has no way to ask for approval",
+                hint="run it through `dr failover` (which pauses the Prefect flow) or remove the step",
+            )
+        approved, approver, comment = gate.request(ctx, params)
+        if params.approvers and approver not in params.approvers:
+            raise PreconditionFailed(
+                f"{approver!r} is not among the allowed approvers {params.approvers}",
+                hint="ask one of the listed approvers to approve",
+            )
+        if not approved:
+            raise PreconditionFailed(
+                f"approval refused by {approver}: {comment or 'no comment'}",
+                hint="resolve the concern, then `dr resume RUN_ID` to ask again",
+            )
+        return StepResult(
+            summary=f"approved by {approver}",
+            changed=False,
+            facts={"approver": approver, "comment": comment},
+        )

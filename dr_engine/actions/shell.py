@@ -1,0 +1,144 @@
+"""Provider-free command actions: ``shell.run`` (a mutation) and ``shell.verify`` (a health check).
+
+Commands are argument lists run without a shell, so runbook values cannot inject shell
+syntax. Every command is bounded by the step deadline.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import Field
+
+from dr_engine.actions.base import Action, ActionParams, Capability, StepContext, StepResult
+from dr_engine.actions.registry import register
+from dr_engine.errors import ProviderError, StepTimeout, TransientError, VerificationFailed
+from dr_engine.model.units import Duration
+
+
+class RunParams(ActionParams):
+    """Parameters of ``shell.run``."""
+
+    command: Annotated[list[str], Field(min_length=1, description="argv, run without a shell")]
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    expect_exit: int = 0
+    transient_exit_codes: list[int] = Field(
+        default_factory=list, description="Exit codes that mean 'try again' (retried)"
+    )
+
+
+def _execute(params: RunParams, ctx: StepContext) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {**os.environ, **params.env}
+    try:
+        return subprocess.run(  # noqa: S603 - argv list, no shell
+            params.command,
+            cwd=params.cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=ctx.deadline.remaining(),
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise StepTimeout(
+            f"command {params.command[0]!r} exceeded the step deadline and was killed",
+            hint="raise the step timeout or make the command faster",
+        ) from exc
+    except FileNotFoundError as exc:
+        raise ProviderError(
+            f"command not found: {params.command[0]!r}", hint="install it or fix `command:`"
+        ) from exc
+
+
+@register
+class Run(Action[RunParams]):
+    """Run a command; a non-expected exit code fails the step.
+
+    Example::
+
+        - id: flush-cache
+          action: shell.run
+          with: {command: [redis-cli, FLUSHALL]}
+    """
+
+    name = "shell.run"
+    capability = Capability.EXEC_RUN
+    Params = RunParams
+    example = "id: say-hello\naction: shell.run\nwith: {command: [echo, hello]}\n"
+
+    def run(self, params: RunParams, ctx: StepContext) -> StepResult:
+        """Run the command once; classify its exit code."""
+        done = _execute(params, ctx)
+        tail = (done.stderr or done.stdout).strip()[-500:]
+        if done.returncode in params.transient_exit_codes:
+            raise TransientError(f"command exited {done.returncode} (declared transient): {tail}")
+        if done.returncode != params.expect_exit:
+            raise ProviderError(
+                f"command {params.command[0]!r} exited {done.returncode}, expected {params.expect_exit}: {tail}",
+                hint="see the step log for the full output",
+            )
+        return StepResult(summary=f"{params.command[0]} exited {done.returncode}", facts={"exit": 0})
+
+    def describe(self, params: RunParams) -> str:
+        """Show the command line."""
+        return " ".join(params.command)[:80]
+
+
+class VerifyParams(ActionParams):
+    """Parameters of ``shell.verify``."""
+
+    command: Annotated[list[str], Field(min_length=1, description="argv; exit 0 means healthy")]
+    consecutive: Annotated[int, Field(ge=1, le=100)] = 1
+    interval: Duration = Field(default=timedelta(seconds=1))
+
+
+@register
+class Verify(Action[VerifyParams]):
+    """Health check by command: healthy once it exits 0 ``consecutive`` times in a row.
+
+    Example::
+
+        - id: app-healthy
+          action: shell.verify
+          with: {command: [curl, -fsS, http://127.0.0.1:8080/healthz], consecutive: 3}
+    """
+
+    name = "shell.verify"
+    capability = Capability.HEALTH_VERIFY
+    Params = VerifyParams
+    example = "id: app-healthy\naction: shell.verify\nwith: {command: [\"true\"], consecutive: 2, interval: 10ms}\n"
+
+    def run(self, params: VerifyParams, ctx: StepContext) -> StepResult:
+        """Probe until enough consecutive successes or the deadline."""
+        streak = probes = 0
+        last = ""
+        while True:
+            ctx.deadline.check(f"waiting for {params.consecutive} consecutive healthy probes")
+            probes += 1
+            try:
+                done = _execute(RunParams(command=params.command), ctx)
+                ok, last = done.returncode == 0, (done.stderr or done.stdout).strip()[-200:]
+            except StepTimeout:
+                ok, last = False, "probe timed out"
+            streak = streak + 1 if ok else 0
+            if streak >= params.consecutive:
+                return StepResult(
+                    summary=f"{streak}/{params.consecutive} consecutive probes ok",
+                    changed=False,
+                    facts={"probes": probes},
+                )
+            if ctx.deadline.remaining() <= params.interval.total_seconds():
+                raise VerificationFailed(
+                    f"not healthy: {streak}/{params.consecutive} consecutive ok after {probes} probes; last: {last}",
+                    hint="check the target service before shifting traffic",
+                )
+            ctx.clock.sleep(params.interval.total_seconds())
+
+    def describe(self, params: VerifyParams) -> str:
+        """Show the probe command."""
+        return " ".join(params.command)[:80]

@@ -1,0 +1,89 @@
+"""Shared CLI plumbing: consoles, output format, error reporting and exit codes.
+
+Exit codes: 0 success, 1 the operation failed, 2 usage or validation error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from dr_engine.errors import DrError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class Output(StrEnum):
+    """Output format for commands whose output is data."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+class _State:
+    debug: bool = False
+
+
+STATE = _State()
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A rich console that drops colour when not a TTY or when NO_COLOR is set."""
+    no_color = bool(os.environ.get("NO_COLOR")) or not (sys.stderr if stderr else sys.stdout).isatty()
+    return Console(stderr=stderr, no_color=no_color, highlight=False, soft_wrap=True,
+                   force_terminal=None if not no_color else False)
+
+
+def out() -> Console:
+    """Console for results (stdout)."""
+    return make_console()
+
+
+def err() -> Console:
+    """Console for errors and progress (stderr)."""
+    return make_console(stderr=True)
+
+
+def print_json(data: Any) -> None:
+    """Write JSON to stdout (no colour, stable key order)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def state_dir_option() -> Any:
+    """The shared ``--state-dir`` option (env ``DR_STATE_DIR``, default ``.dr``)."""
+    return typer.Option(Path(".dr"), "--state-dir", envvar="DR_STATE_DIR",
+                        help="Where run records and audit logs live.")
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Print DrErrors without a traceback (unless --debug) and exit with their code."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except DrError as exc:
+            if STATE.debug:
+                raise
+            console = err()
+            console.print(f"[bold red]error:[/] {exc}", markup=True) if not console.no_color else \
+                console.print(f"error: {exc}", markup=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err().print("interrupted", markup=False)
+            raise typer.Exit(130) from None
+
+    return wrapper

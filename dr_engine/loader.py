@@ -1,0 +1,325 @@
+"""YAML files -> validated models. Every error carries file, line and field path.
+
+Runbooks are validated in two passes: the runbook model itself, then each step's ``with:``
+block against its action's ``Params`` model (after region references are substituted; step
+outputs are only known at run time, so fields holding ``${steps...}`` are checked then).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from dr_engine.actions.base import Action, ActionParams
+from dr_engine.actions.registry import all_actions, close_matches, lookup
+from dr_engine.errors import ConfigError, Problem, UnknownAction
+from dr_engine.model import Region, Runbook
+from dr_engine.substitution import Reference, find_references, parse_reference, substitute
+from dr_engine.yamlsafe import LineMap, PathKey, format_path, line_for, read_yaml
+
+#: Shown in place of a secret when params are validated before run time.
+SECRET_PLACEHOLDER = "<secret>"
+
+
+def _friendly(err: dict[str, Any], model: type[BaseModel]) -> tuple[str, str | None]:
+    """Turn one pydantic error into (message, hint) a person can act on."""
+    kind = err.get("type", "")
+    loc = err.get("loc", ())
+    name = str(loc[-1]) if loc else ""
+    if kind == "extra_forbidden":
+        known = _known_fields(model, loc[:-1])
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else (f"allowed keys: {', '.join(known)}" if known else None)
+        return f"unknown key '{name}'", hint
+    if kind == "missing":
+        return f"missing required key '{name}'", None
+    message = str(err.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "string_pattern_mismatch":
+        pattern = (err.get("ctx") or {}).get("pattern", "")
+        if "[a-z][a-z0-9-]*" in pattern:
+            return f"invalid name {err.get('input')!r}", "use lowercase letters, digits and dashes, starting with a letter"
+        if "." in pattern and "[a-z][a-z0-9_]*" in pattern:
+            return f"invalid action name {err.get('input')!r}", "write it as <provider>.<verb>, e.g. postgres.promote"
+    return message, None
+
+
+def _known_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names (aliases) of the sub-model at ``loc``, for 'did you mean' hints."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is None:
+            return []
+        match = next((f for n, f in fields.items() if (f.alias or n) == part), None)
+        current = _model_of(match.annotation) if match is not None else None
+    if current is None or not hasattr(current, "model_fields"):
+        return []
+    return [f.alias or n for n, f in current.model_fields.items()]
+
+
+def _model_of(annotation: Any) -> Any:
+    """Find a BaseModel class inside an annotation like ``list[Step] | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    for meta in getattr(annotation, "__metadata__", ()) or ():
+        del meta
+    origin = getattr(annotation, "__origin__", None)
+    return _model_of(origin) if origin is not None and origin is not annotation else None
+
+
+def validation_problems(
+    exc: ValidationError, model: type[BaseModel], file: str, lines: LineMap, prefix: PathKey = ()
+) -> list[Problem]:
+    """Locate every pydantic error in the source file."""
+    problems: list[Problem] = []
+    for err in exc.errors():
+        # Drop pydantic's internal segments (union branch names like 'function-before[...]').
+        loc = tuple(p for p in err["loc"] if isinstance(p, int) or "[" not in str(p))
+        message, hint = _friendly({**err, "loc": loc}, model)
+        path = (*prefix, *loc)
+        problems.append(Problem(file, line_for(lines, path), format_path(path), message, hint))
+    return _dedupe(problems)
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for p in problems:
+        if (p.path, p.message) not in seen:
+            seen.add((p.path, p.message))
+            out.append(p)
+    return out
+
+
+def _expect_mapping(data: Any, file: str, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(Problem(file, 1, "", f"the top level must be a mapping of keys ({what}), "
+                                  f"not a {type(data).__name__}", "see `dr schema` or the shipped examples"))
+    return data
+
+
+def display_path(path: Path) -> str:
+    """A path as the user would like to read it: relative to the cwd when below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_region(path: Path) -> Region:
+    """Load and validate one region file; its ``name`` must match the file name."""
+    file = display_path(path)
+    data, lines = read_yaml(path, file)
+    data = _expect_mapping(data, file, "name, aws, params, secrets")
+    try:
+        region = Region.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(exc, Region, file, lines)) from exc
+    if region.name != path.stem:
+        raise ConfigError(Problem(file, line_for(lines, ("name",)), "name",
+                                  f"region '{region.name}' is defined in {path.name}",
+                                  f"name the file {region.name}.yaml or the region '{path.stem}'"))
+    return region
+
+
+def default_regions_dir(runbook_path: Path | None = None) -> Path:
+    """``$DR_REGIONS_DIR``, else ``regions/`` beside the runbook's folder, else ``./regions``."""
+    env = os.environ.get("DR_REGIONS_DIR")
+    if env:
+        return Path(env)
+    if runbook_path is not None:
+        beside = runbook_path.resolve().parent.parent / "regions"
+        if beside.is_dir():
+            return beside
+    return Path("regions")
+
+
+def load_regions(directory: Path) -> dict[str, Region]:
+    """Load every ``*.yaml`` region in ``directory`` (all errors reported together)."""
+    regions: dict[str, Region] = {}
+    problems: list[Problem] = []
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            region = load_region(path)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        regions[region.name] = region
+    if problems:
+        raise ConfigError(problems)
+    return regions
+
+
+@dataclass
+class LoadedRunbook:
+    """A runbook that passed both validation passes, with what is needed to plan and run it."""
+
+    path: Path
+    file: str
+    sha256: str
+    text: str
+    runbook: Runbook
+    source: Region
+    target: Region
+    lines: LineMap
+    actions: dict[str, type[Action[Any]]] = field(default_factory=dict)
+    params: dict[str, ActionParams | None] = field(default_factory=dict)
+    regions_dir: Path | None = None
+
+    def locate(self, path: PathKey) -> int | None:
+        """Line of a field path in the runbook file."""
+        return line_for(self.lines, path)
+
+    def step_index(self, step_id: str) -> int:
+        """Position of a step in the file."""
+        return next(i for i, s in enumerate(self.runbook.steps) if s.id == step_id)
+
+    def problem(self, path: PathKey, message: str, hint: str | None = None) -> Problem:
+        """A located problem in this runbook."""
+        return Problem(self.file, self.locate(path), format_path(path), message, hint)
+
+
+def _region_resolver(source: Region, target: Region) -> Any:
+    def resolve(ref: Reference) -> Any:
+        region = source if ref.region == "source" else target
+        if ref.scope == "region":
+            return region.params[ref.key or ""]
+        if ref.scope == "secret":
+            if ref.key not in region.secrets:
+                raise LookupError(ref.text)
+            return SECRET_PLACEHOLDER
+        raise KeyError(ref.text)  # steps/run: known at run time only
+
+    return resolve
+
+
+def _check_references(loaded: LoadedRunbook, index: int, raw: dict[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    step_ids = {s.id for s in loaded.runbook.steps}
+    for field_path, text in find_references(raw):
+        path: PathKey = ("steps", index, "with", *_split(field_path))
+        ref = parse_reference(text)
+        if ref is None:
+            problems.append(loaded.problem(path, f"invalid reference '${{{text}}}'",
+                                           "use ${source.KEY}, ${target.KEY}, ${target.secrets.NAME}, "
+                                           "${steps.ID.OUTPUT}, ${runbook.name}, ${run.id} or ${run.mode}"))
+            continue
+        if ref.scope in ("region", "secret"):
+            region = loaded.source if ref.region == "source" else loaded.target
+            table = region.params if ref.scope == "region" else region.secrets
+            if ref.key not in table:
+                kind = "secret" if ref.scope == "secret" else "param"
+                close = difflib.get_close_matches(ref.key or "", list(table), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"add `{ref.key}` to regions/{region.name}.yaml"
+                problems.append(loaded.problem(path, f"unknown reference '${{{text}}}': region "
+                                               f"'{region.name}' has no {kind} '{ref.key}'", hint))
+        elif ref.scope == "step" and ref.step not in step_ids:
+            problems.append(loaded.problem(path, f"unknown reference '${{{text}}}': no step '{ref.step}'"))
+    return problems
+
+
+def _split(field_path: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for chunk in field_path.replace("]", "").split("."):
+        head, *indexes = chunk.split("[")
+        if head:
+            parts.append(head)
+        parts.extend(int(i) for i in indexes)
+    return parts
+
+
+def _validate_params(loaded: LoadedRunbook) -> list[Problem]:
+    problems: list[Problem] = []
+    resolve = _region_resolver(loaded.source, loaded.target)
+    for index, step in enumerate(loaded.runbook.steps):
+        action = lookup(step.action)
+        if action is None:
+            close = close_matches(step.action)
+            hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "see `dr actions`"
+            problems.append(loaded.problem(("steps", index, "action"), f"unknown action '{step.action}'", hint))
+            continue
+        loaded.actions[step.id] = action
+        ref_problems = _check_references(loaded, index, step.with_)
+        problems.extend(ref_problems)
+        if ref_problems:
+            continue
+        resolved = substitute(step.with_, resolve, keep_unresolved=True)
+        deferred = {f for f, _ in find_references(resolved)}
+        try:
+            loaded.params[step.id] = action.Params.model_validate(resolved)
+        except ValidationError as exc:
+            located = validation_problems(exc, action.Params, loaded.file, loaded.lines, ("steps", index, "with"))
+            # Fields that still hold ${steps...} are validated at run time, once outputs exist.
+            prefix = f"steps[{index}].with."
+            real = [p for p in located if p.path.removeprefix(prefix) not in deferred]
+            for p in real:
+                problems.append(Problem(p.file, p.line, p.path, f"{p.message} (for action {step.action})",
+                                        p.hint or f"see `dr actions` for {step.action}'s parameters"))
+            loaded.params[step.id] = None
+    return problems
+
+
+def load_runbook(path: Path, regions_dir: Path | None = None) -> LoadedRunbook:
+    """Load a runbook, its two regions and every step's params; raise ConfigError on any problem."""
+    file = display_path(path)
+    data, lines = read_yaml(path, file)
+    data = _expect_mapping(data, file, "runbook, source, target, objectives, steps")
+    try:
+        runbook = Runbook.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(exc, Runbook, file, lines)) from exc
+    directory = regions_dir or default_regions_dir(path)
+    regions = _load_named_regions(directory, runbook, file, lines)
+    text = path.read_text(encoding="utf-8")
+    loaded = LoadedRunbook(
+        path=path, file=file, sha256=hashlib.sha256(text.encode()).hexdigest(), text=text,
+        runbook=runbook, source=regions[runbook.source], target=regions[runbook.target],
+        lines=lines, regions_dir=directory,
+    )
+    problems = _validate_params(loaded)
+    if problems:
+        raise ConfigError(problems)
+    return loaded
+
+
+def _load_named_regions(directory: Path, runbook: Runbook, file: str, lines: LineMap) -> dict[str, Region]:
+    problems: list[Problem] = []
+    regions: dict[str, Region] = {}
+    available = sorted(p.stem for p in directory.glob("*.yaml")) if directory.is_dir() else []
+    for key in ("source", "target"):
+        name = getattr(runbook, key)
+        candidate = directory / f"{name}.yaml"
+        if not candidate.is_file():
+            close = difflib.get_close_matches(name, available, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else (
+                f"defined regions: {', '.join(available)}" if available else f"create {directory}/{name}.yaml")
+            problems.append(Problem(file, line_for(lines, (key,)), key, f"unknown region '{name}'", hint))
+            continue
+        try:
+            regions[name] = load_region(candidate)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return regions
+
+
+def action_names() -> list[str]:
+    """Every registered action name (for messages and completion)."""
+    return list(all_actions())
+
+
+__all__ = ["LoadedRunbook", "UnknownAction", "load_region", "load_regions", "load_runbook"]

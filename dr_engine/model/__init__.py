@@ -1,0 +1,21 @@
+"""Pydantic configuration models (no I/O): units, regions, runbooks."""
+
+from dr_engine.model.region import AwsSettings, Region, SecretRef
+from dr_engine.model.runbook import DrillBehaviour, Fencing, Objectives, Retry, RunMode, Runbook, Step
+from dr_engine.model.units import Duration, format_duration, parse_duration
+
+__all__ = [
+    "AwsSettings",
+    "DrillBehaviour",
+    "Duration",
+    "Fencing",
+    "Objectives",
+    "Region",
+    "Retry",
+    "RunMode",
+    "Runbook",
+    "SecretRef",
+    "Step",
+    "format_duration",
+    "parse_duration",
+]

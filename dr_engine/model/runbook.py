@@ -1,0 +1,115 @@
+"""Runbook model: one ``runbooks/<name>.yaml`` per application failover."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from dr_engine.model.region import NAME_PATTERN, StrictModel
+from dr_engine.model.units import Duration
+
+ACTION_PATTERN = r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$"
+#: Upper bound on steps: far beyond any real runbook, low enough to refuse a runaway file.
+MAX_STEPS = 20_000
+
+
+class RunMode(StrEnum):
+    """What kind of run executes a runbook."""
+
+    FAILOVER = "failover"
+    DRILL = "drill"
+    FAILBACK = "failback"
+
+
+class DrillBehaviour(StrEnum):
+    """How a step behaves in a drill: run it as written, against drill copies, or skip it."""
+
+    DEFAULT = "default"
+    RUN = "run"
+    SKIP = "skip"
+
+
+class Objectives(StrictModel):
+    """Recovery objectives the run is measured against."""
+
+    rto: Duration = Field(description="Recovery time objective (must be > 0)")
+    rpo: Duration = Field(description="Recovery point objective (0s = no data loss)")
+
+    @field_validator("rto")
+    @classmethod
+    def _rto_positive(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() <= 0:
+            raise ValueError("rto must be greater than zero (a zero RTO cannot be met)")
+        return value
+
+
+class Retry(StrictModel):
+    """Operation-level retry policy for transient errors."""
+
+    attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    backoff: Duration = Field(default=timedelta(seconds=1), description="Base of the backoff")
+
+
+class Step(StrictModel):
+    """One step of a runbook."""
+
+    id: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+    action: Annotated[str, Field(pattern=ACTION_PATTERN, description="<provider>.<verb>")]
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    after: list[Annotated[str, Field(max_length=63)]] = Field(default_factory=list)
+    timeout: Duration | None = None
+    retry: Retry | None = None
+    description: str = ""
+    drill: DrillBehaviour = DrillBehaviour.DEFAULT
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value.total_seconds() <= 0:
+            raise ValueError("timeout must be greater than zero")
+        return value
+
+
+class Fencing(StrEnum):
+    """Whether every promote must be preceded by a fence of the same dataset."""
+
+    STRICT = "strict"
+    BEST_EFFORT = "best-effort"
+
+
+class Runbook(StrictModel):
+    """How one application fails over from ``source`` to ``target``."""
+
+    runbook: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+    description: str = ""
+    source: Annotated[str, Field(pattern=NAME_PATTERN)]
+    target: Annotated[str, Field(pattern=NAME_PATTERN)]
+    objectives: Objectives
+    fencing: Fencing = Fencing.STRICT
+    fencing_reason: str | None = Field(
+        default=None, description="Required when fencing is best-effort; recorded in the audit"
+    )
+    owner: str | None = Field(default=None, description="Team accountable for this runbook")
+    drill_interval: Duration = Field(
+        default=timedelta(days=365), description="How often a successful test is due"
+    )
+    steps: Annotated[list[Step], Field(min_length=1, max_length=MAX_STEPS)]
+    kind: Literal["runbook"] = "runbook"
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Runbook:
+        if self.source == self.target:
+            raise ValueError(f"source and target are both '{self.source}'; they must differ")
+        if self.fencing is Fencing.BEST_EFFORT and not (self.fencing_reason or "").strip():
+            raise ValueError("fencing: best-effort needs a `fencing_reason:` explaining why")
+        return self
+
+    def step(self, step_id: str) -> Step:
+        """Return the step with ``step_id`` (KeyError if absent)."""
+        for item in self.steps:
+            if item.id == step_id:
+                return item
+        raise KeyError(step_id)

@@ -1,0 +1,266 @@
+"""The planner: dependency graph -> parallel waves, after checking the safety invariants.
+
+Invariants (each failure is a located :class:`PlanError`):
+
+1. step ids are unique; every ``after:`` names an existing step; there are no cycles;
+2. every ``${steps.ID.OUTPUT}`` reference names an ancestor of the step using it;
+3. every traffic shift comes after a health verification of the target (an ancestor);
+4. every promote comes after a fence of the same dataset (an ancestor), unless the runbook
+   says ``fencing: best-effort`` with a reason (then it is recorded as an override);
+5. the plan ends on a health verification: some health check depends on every promote and
+   every traffic shift. The last such check is the RTO stop point.
+"""
+
+from __future__ import annotations
+
+import graphlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from dr_engine.actions.base import Capability
+from dr_engine.errors import PlanError, Problem
+from dr_engine.loader import LoadedRunbook
+from dr_engine.model import Fencing, Step
+from dr_engine.substitution import find_references, parse_reference
+
+#: Timeout applied to a step that declares none. Generous: it bounds a hung call, nothing more.
+DEFAULT_STEP_TIMEOUT = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A step with everything the engine needs to run it."""
+
+    step: Step
+    action: str
+    capability: Capability
+    wave: int
+    timeout: timedelta
+    ancestors: frozenset[str]
+    summary: str = ""
+
+    @property
+    def id(self) -> str:
+        """The step id."""
+        return self.step.id
+
+
+@dataclass(frozen=True)
+class InvariantCheck:
+    """The outcome of one safety invariant, shown by ``dr plan``."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class ExecutionPlan:
+    """An ordered, checked plan: waves of steps that may run concurrently."""
+
+    loaded: LoadedRunbook
+    waves: list[list[PlannedStep]]
+    checks: list[InvariantCheck]
+    rto_stop: str
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def steps(self) -> list[PlannedStep]:
+        """Every step in execution order."""
+        return [s for wave in self.waves for s in wave]
+
+    def get(self, step_id: str) -> PlannedStep:
+        """The planned step with ``step_id``."""
+        return next(s for s in self.steps if s.id == step_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (``dr plan --output json``)."""
+        rb = self.loaded.runbook
+        return {
+            "runbook": rb.runbook,
+            "file": self.loaded.file,
+            "sha256": self.loaded.sha256,
+            "source": rb.source,
+            "target": rb.target,
+            "objectives": {"rto_seconds": rb.objectives.rto.total_seconds(),
+                           "rpo_seconds": rb.objectives.rpo.total_seconds()},
+            "rto_stop": self.rto_stop,
+            "waves": [
+                [{"id": s.id, "action": s.action, "capability": s.capability.value,
+                  "after": list(s.step.after), "timeout_seconds": s.timeout.total_seconds(),
+                  "summary": s.summary} for s in wave]
+                for wave in self.waves
+            ],
+            "invariants": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+            "overrides": self.overrides,
+        }
+
+
+def _graph_problems(loaded: LoadedRunbook) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for index, step in enumerate(loaded.runbook.steps):
+        if step.id in seen:
+            problems.append(loaded.problem(("steps", index, "id"), f"duplicate step id '{step.id}'",
+                                           f"already used by steps[{seen[step.id]}]; ids must be unique"))
+        else:
+            seen[step.id] = index
+    for index, step in enumerate(loaded.runbook.steps):
+        for j, dep in enumerate(step.after):
+            if dep == step.id:
+                problems.append(loaded.problem(("steps", index, "after", j), f"step '{step.id}' waits for itself"))
+            elif dep not in seen:
+                import difflib
+
+                close = difflib.get_close_matches(dep, list(seen), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else "list ids of steps in this runbook"
+                problems.append(loaded.problem(("steps", index, "after", j), f"unknown step '{dep}'", hint))
+    return problems
+
+
+def _ancestors(steps: list[Step], order: list[str]) -> dict[str, frozenset[str]]:
+    by_id = {s.id: s for s in steps}
+    result: dict[str, frozenset[str]] = {}
+    for step_id in order:
+        acc: set[str] = set()
+        for dep in by_id[step_id].after:
+            acc.add(dep)
+            acc |= result[dep]
+        result[step_id] = frozenset(acc)
+    return result
+
+
+def _cycle(loaded: LoadedRunbook, exc: graphlib.CycleError) -> Problem:
+    cycle = list(exc.args[1])
+    first = cycle[0]
+    index = loaded.step_index(first)
+    return loaded.problem(("steps", index, "after"), "dependency cycle: " + " -> ".join(cycle),
+                          "remove one of these `after:` entries")
+
+
+def build_plan(loaded: LoadedRunbook) -> ExecutionPlan:
+    """Check the invariants and order the steps into waves; raise PlanError when unsafe."""
+    steps = loaded.runbook.steps
+    problems = _graph_problems(loaded)
+    if problems:
+        raise PlanError(_render(problems))
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for step in steps:
+        sorter.add(step.id, *step.after)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        raise PlanError(_render([_cycle(loaded, exc)])) from exc
+    wave_ids: list[list[str]] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=loaded.step_index)
+        wave_ids.append(ready)
+        sorter.done(*ready)
+    order = [s for wave in wave_ids for s in wave]
+    ancestors = _ancestors(steps, order)
+    checks, overrides, problems = _invariants(loaded, ancestors)
+    if problems:
+        raise PlanError(_render(problems))
+    stop = _rto_stop(loaded, order, ancestors)
+    waves = []
+    for number, ids in enumerate(wave_ids):
+        wave = []
+        for step_id in ids:
+            step = loaded.runbook.step(step_id)
+            action = loaded.actions[step_id]
+            params = loaded.params.get(step_id)
+            summary = action().describe(params) if params is not None else ""
+            wave.append(PlannedStep(step=step, action=step.action, capability=action.capability,
+                                    wave=number, timeout=step.timeout or DEFAULT_STEP_TIMEOUT,
+                                    ancestors=ancestors[step_id], summary=summary))
+        waves.append(wave)
+    return ExecutionPlan(loaded=loaded, waves=waves, checks=checks, rto_stop=stop, overrides=overrides)
+
+
+def _render(problems: list[Problem]) -> str:
+    return "\n".join(p.render() for p in problems)
+
+
+def _by_capability(loaded: LoadedRunbook, capability: Capability) -> list[Step]:
+    return [s for s in loaded.runbook.steps if loaded.actions[s.id].capability is capability]
+
+
+def _dataset(loaded: LoadedRunbook, step: Step) -> str | None:
+    params = loaded.params.get(step.id)
+    return None if params is None else loaded.actions[step.id]().dataset(params)
+
+
+def _invariants(
+    loaded: LoadedRunbook, ancestors: dict[str, frozenset[str]]
+) -> tuple[list[InvariantCheck], list[str], list[Problem]]:
+    checks: list[InvariantCheck] = []
+    problems: list[Problem] = []
+    overrides: list[str] = []
+    rb = loaded.runbook
+    checks.append(InvariantCheck("unique ids, known `after`, no cycles", True, f"{len(rb.steps)} steps"))
+
+    # Step-output references must point at ancestors, or the value may not exist yet.
+    bad_refs = 0
+    for index, step in enumerate(rb.steps):
+        for field_path, text in find_references(step.with_):
+            ref = parse_reference(text)
+            if ref is not None and ref.scope == "step" and ref.step not in ancestors[step.id]:
+                bad_refs += 1
+                problems.append(loaded.problem(("steps", index, "with", *field_path.split(".")),
+                                               f"'${{{text}}}' uses step '{ref.step}', which does not run before "
+                                               f"'{step.id}'", f"add '{ref.step}' to this step's `after:`"))
+    checks.append(InvariantCheck("step outputs used only after they exist", bad_refs == 0, ""))
+
+    health = {s.id for s in _by_capability(loaded, Capability.HEALTH_VERIFY)}
+    shifts = _by_capability(loaded, Capability.TRAFFIC_SHIFT)
+    for step in shifts:
+        if not ancestors[step.id] & health:
+            problems.append(loaded.problem(("steps", loaded.step_index(step.id), "after"),
+                                           f"traffic shift '{step.id}' does not wait for a health verification "
+                                           "of the target", "add a health check step (e.g. http.verify of the "
+                                           "target) to its `after:`; never shift traffic to an unverified region"))
+    checks.append(InvariantCheck("traffic shifted only after the target is verified healthy",
+                                 all(ancestors[s.id] & health for s in shifts), f"{len(shifts)} shift(s)"))
+
+    fences = _by_capability(loaded, Capability.DATA_FENCE)
+    promotes = _by_capability(loaded, Capability.DATA_PROMOTE)
+    unfenced = []
+    for step in promotes:
+        dataset = _dataset(loaded, step)
+        ok = any(f.id in ancestors[step.id] and _dataset(loaded, f) == dataset for f in fences)
+        if not ok:
+            unfenced.append(step)
+    if unfenced and rb.fencing is Fencing.BEST_EFFORT:
+        overrides.append(f"fencing: best-effort ({rb.fencing_reason}); unfenced promote(s): "
+                         + ", ".join(s.id for s in unfenced))
+        checks.append(InvariantCheck("promote only after fencing the same dataset", True,
+                                     "OVERRIDDEN: fencing best-effort: " + (rb.fencing_reason or "")))
+    else:
+        for step in unfenced:
+            problems.append(loaded.problem(("steps", loaded.step_index(step.id)),
+                                           f"promote '{step.id}' (dataset '{_dataset(loaded, step)}') is not "
+                                           "preceded by a fence of the same dataset",
+                                           "add a fence step to its `after:`, or set `fencing: best-effort` "
+                                           "with a `fencing_reason:` (audited)"))
+        checks.append(InvariantCheck("promote only after fencing the same dataset", not unfenced,
+                                     f"{len(promotes)} promote(s)"))
+
+    critical = {s.id for s in shifts} | {s.id for s in promotes}
+    stops = [h for h in health if critical <= ancestors[h]]
+    if not stops:
+        what = "every promote and traffic shift" if critical else "the plan"
+        problems.append(loaded.problem(("steps",), f"the plan does not end on a health verification of {what}",
+                                       "add a final health check (e.g. http.verify) whose `after:` covers "
+                                       "the shifts and promotes: it is the RTO stop point"))
+    checks.append(InvariantCheck("ends on a health verification (RTO stop point)", bool(stops), ""))
+    return checks, overrides, problems
+
+
+def _rto_stop(loaded: LoadedRunbook, order: list[str], ancestors: dict[str, frozenset[str]]) -> str:
+    health = {s.id for s in _by_capability(loaded, Capability.HEALTH_VERIFY)}
+    critical = {s.id for s in loaded.runbook.steps
+                if loaded.actions[s.id].capability in (Capability.TRAFFIC_SHIFT, Capability.DATA_PROMOTE)}
+    candidates = [s for s in order if s in health and critical <= ancestors[s]]
+    # The earliest check covering every critical step: RTO stops when service is verified back.
+    return candidates[0]
