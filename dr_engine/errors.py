@@ -65,7 +65,8 @@ class Problem:
     def render(self) -> str:
         """Return ``file:line: path: message`` (plus the hint on its own line)."""
         where = self.file if self.line is None else f"{self.file}:{self.line}"
-        head = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        parts = [part for part in (where, self.path) if part]
+        head = ": ".join([*parts, self.message])
         return f"{head}\n  hint: {self.hint}" if self.hint else head
 
 
@@ -91,9 +92,24 @@ class UnknownAction(ConfigError):
 
 
 class PlanError(DrError):
-    """The runbook is well-formed but cannot be planned safely (cycle, invariant). Exit 2."""
+    """The runbook is well-formed but cannot be planned safely (cycle, invariant). Exit 2.
+
+    Like :class:`ConfigError` it carries located ``problems`` (a plain message becomes one
+    problem without a file), so every front end can print ``file:line: path: message``.
+    """
 
     exit_code = 2
+
+    def __init__(self, problems: list[Problem] | Problem | str, *, hint: str | None = None) -> None:
+        if isinstance(problems, str):
+            problems = [Problem(file="", line=None, path="", message=problems, hint=hint)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems: list[Problem] = problems
+        super().__init__("\n".join(p.render() for p in problems))
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class StepFailed(DrError):

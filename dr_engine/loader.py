@@ -14,100 +14,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from dr_engine.actions.base import Action, ActionParams
 from dr_engine.actions.registry import all_actions, close_matches, lookup
 from dr_engine.errors import ConfigError, Problem, UnknownAction
 from dr_engine.model import Region, Runbook
+from dr_engine.problems import describe_value, validation_problems
 from dr_engine.substitution import Reference, find_references, parse_reference, substitute
-from dr_engine.yamlsafe import LineMap, PathKey, format_path, line_for, read_yaml
+from dr_engine.yamlsafe import LineMap, PathKey, format_path, line_for, parse_path, read_yaml
 
 #: Shown in place of a secret when params are validated before run time.
 SECRET_PLACEHOLDER = "<secret>"
 
 
-def _friendly(err: dict[str, Any], model: type[BaseModel]) -> tuple[str, str | None]:
-    """Turn one pydantic error into (message, hint) a person can act on."""
-    kind = err.get("type", "")
-    loc = err.get("loc", ())
-    name = str(loc[-1]) if loc else ""
-    if kind == "extra_forbidden":
-        known = _known_fields(model, loc[:-1])
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else (f"allowed keys: {', '.join(known)}" if known else None)
-        return f"unknown key '{name}'", hint
-    if kind == "missing":
-        return f"missing required key '{name}'", None
-    message = str(err.get("msg", "invalid value"))
-    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if kind == "string_pattern_mismatch":
-        pattern = (err.get("ctx") or {}).get("pattern", "")
-        if "[a-z][a-z0-9-]*" in pattern:
-            return f"invalid name {err.get('input')!r}", "use lowercase letters, digits and dashes, starting with a letter"
-        if "." in pattern and "[a-z][a-z0-9_]*" in pattern:
-            return f"invalid action name {err.get('input')!r}", "write it as <provider>.<verb>, e.g. postgres.promote"
-    return message, None
-
-
-def _known_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names (aliases) of the sub-model at ``loc``, for 'did you mean' hints."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int) or current is None:
-            continue
-        fields = getattr(current, "model_fields", None)
-        if fields is None:
-            return []
-        match = next((f for n, f in fields.items() if (f.alias or n) == part), None)
-        current = _model_of(match.annotation) if match is not None else None
-    if current is None or not hasattr(current, "model_fields"):
-        return []
-    return [f.alias or n for n, f in current.model_fields.items()]
-
-
-def _model_of(annotation: Any) -> Any:
-    """Find a BaseModel class inside an annotation like ``list[Step] | None``."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_of(arg)
-        if found is not None:
-            return found
-    for meta in getattr(annotation, "__metadata__", ()) or ():
-        del meta
-    origin = getattr(annotation, "__origin__", None)
-    return _model_of(origin) if origin is not None and origin is not annotation else None
-
-
-def validation_problems(
-    exc: ValidationError, model: type[BaseModel], file: str, lines: LineMap, prefix: PathKey = ()
-) -> list[Problem]:
-    """Locate every pydantic error in the source file."""
-    problems: list[Problem] = []
-    for err in exc.errors():
-        # Drop pydantic's internal segments (union branch names like 'function-before[...]').
-        loc = tuple(p for p in err["loc"] if isinstance(p, int) or "[" not in str(p))
-        message, hint = _friendly({**err, "loc": loc}, model)
-        path = (*prefix, *loc)
-        problems.append(Problem(file, line_for(lines, path), format_path(path), message, hint))
-    return _dedupe(problems)
-
-
-def _dedupe(problems: list[Problem]) -> list[Problem]:
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for p in problems:
-        if (p.path, p.message) not in seen:
-            seen.add((p.path, p.message))
-            out.append(p)
-    return out
-
-
 def _expect_mapping(data: Any, file: str, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(Problem(file, 1, "", f"the top level must be a mapping of keys ({what}), "
-                                  f"not a {type(data).__name__}", "see `dr schema` or the shipped examples"))
+                                  f"not {describe_value(data)}", "see `dr schema` or the shipped examples"))
     return data
 
 
@@ -192,8 +116,10 @@ class LoadedRunbook:
         return Problem(self.file, self.locate(path), format_path(path), message, hint)
 
 
-def _region_resolver(source: Region, target: Region) -> Any:
+def _region_resolver(source: Region, target: Region, runbook: str) -> Any:
     def resolve(ref: Reference) -> Any:
+        if ref.scope == "run" and ref.key == "runbook.name":
+            return runbook
         region = source if ref.region == "source" else target
         if ref.scope == "region":
             return region.params[ref.key or ""]
@@ -210,7 +136,7 @@ def _check_references(loaded: LoadedRunbook, index: int, raw: dict[str, Any]) ->
     problems: list[Problem] = []
     step_ids = {s.id for s in loaded.runbook.steps}
     for field_path, text in find_references(raw):
-        path: PathKey = ("steps", index, "with", *_split(field_path))
+        path: PathKey = ("steps", index, "with", *parse_path(field_path))
         ref = parse_reference(text)
         if ref is None:
             problems.append(loaded.problem(path, f"invalid reference '${{{text}}}'",
@@ -227,29 +153,36 @@ def _check_references(loaded: LoadedRunbook, index: int, raw: dict[str, Any]) ->
                 problems.append(loaded.problem(path, f"unknown reference '${{{text}}}': region "
                                                f"'{region.name}' has no {kind} '{ref.key}'", hint))
         elif ref.scope == "step" and ref.step not in step_ids:
-            problems.append(loaded.problem(path, f"unknown reference '${{{text}}}': no step '{ref.step}'"))
+            close = difflib.get_close_matches(ref.step or "", sorted(step_ids), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "name the id of an earlier step of this runbook"
+            problems.append(loaded.problem(path, f"unknown reference '${{{text}}}': no step '{ref.step}'", hint))
     return problems
 
 
-def _split(field_path: str) -> list[str | int]:
-    parts: list[str | int] = []
-    for chunk in field_path.replace("]", "").split("."):
-        head, *indexes = chunk.split("[")
-        if head:
-            parts.append(head)
-        parts.extend(int(i) for i in indexes)
-    return parts
+#: Message prefix of unknown-action problems (they make the error an UnknownAction).
+UNKNOWN_ACTION = "unknown action"
+
+
+def _unknown_action(loaded: LoadedRunbook, index: int, name: str) -> Problem:
+    close = close_matches(name)
+    registered = list(all_actions())
+    if close:
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? (`dr actions` lists all {len(registered)})"
+    elif len(registered) <= 12:
+        hint = f"registered actions: {', '.join(registered)}"
+    else:
+        providers = sorted({n.split('.')[0] for n in registered})
+        hint = f"registered providers: {', '.join(providers)}; `dr actions` lists every action"
+    return loaded.problem(("steps", index, "action"), f"{UNKNOWN_ACTION} '{name}'", hint)
 
 
 def _validate_params(loaded: LoadedRunbook) -> list[Problem]:
     problems: list[Problem] = []
-    resolve = _region_resolver(loaded.source, loaded.target)
+    resolve = _region_resolver(loaded.source, loaded.target, loaded.runbook.runbook)
     for index, step in enumerate(loaded.runbook.steps):
         action = lookup(step.action)
         if action is None:
-            close = close_matches(step.action)
-            hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "see `dr actions`"
-            problems.append(loaded.problem(("steps", index, "action"), f"unknown action '{step.action}'", hint))
+            problems.append(_unknown_action(loaded, index, step.action))
             continue
         loaded.actions[step.id] = action
         ref_problems = _check_references(loaded, index, step.with_)
@@ -290,6 +223,8 @@ def load_runbook(path: Path, regions_dir: Path | None = None) -> LoadedRunbook:
         lines=lines, regions_dir=directory,
     )
     problems = _validate_params(loaded)
+    if any(p.message.startswith(UNKNOWN_ACTION) for p in problems):
+        raise UnknownAction(problems)
     if problems:
         raise ConfigError(problems)
     return loaded

@@ -13,6 +13,7 @@ Invariants (each failure is a located :class:`PlanError`):
 
 from __future__ import annotations
 
+import difflib
 import graphlib
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,6 +24,7 @@ from dr_engine.errors import PlanError, Problem
 from dr_engine.loader import LoadedRunbook
 from dr_engine.model import Fencing, Step
 from dr_engine.substitution import find_references, parse_reference
+from dr_engine.yamlsafe import parse_path
 
 #: Timeout applied to a step that declares none. Generous: it bounds a hung call, nothing more.
 DEFAULT_STEP_TIMEOUT = timedelta(minutes=10)
@@ -109,10 +111,9 @@ def _graph_problems(loaded: LoadedRunbook) -> list[Problem]:
     for index, step in enumerate(loaded.runbook.steps):
         for j, dep in enumerate(step.after):
             if dep == step.id:
-                problems.append(loaded.problem(("steps", index, "after", j), f"step '{step.id}' waits for itself"))
+                problems.append(loaded.problem(("steps", index, "after", j), f"step '{step.id}' waits for itself",
+                                               "remove it from its own `after:`"))
             elif dep not in seen:
-                import difflib
-
                 close = difflib.get_close_matches(dep, list(seen), n=1)
                 hint = f"did you mean '{close[0]}'?" if close else "list ids of steps in this runbook"
                 problems.append(loaded.problem(("steps", index, "after", j), f"unknown step '{dep}'", hint))
@@ -144,14 +145,14 @@ def build_plan(loaded: LoadedRunbook) -> ExecutionPlan:
     steps = loaded.runbook.steps
     problems = _graph_problems(loaded)
     if problems:
-        raise PlanError(_render(problems))
+        raise PlanError(problems)
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     for step in steps:
         sorter.add(step.id, *step.after)
     try:
         sorter.prepare()
     except graphlib.CycleError as exc:
-        raise PlanError(_render([_cycle(loaded, exc)])) from exc
+        raise PlanError(_cycle(loaded, exc)) from exc
     wave_ids: list[list[str]] = []
     while sorter.is_active():
         ready = sorted(sorter.get_ready(), key=loaded.step_index)
@@ -161,7 +162,7 @@ def build_plan(loaded: LoadedRunbook) -> ExecutionPlan:
     ancestors = _ancestors(steps, order)
     checks, overrides, problems = _invariants(loaded, ancestors)
     if problems:
-        raise PlanError(_render(problems))
+        raise PlanError(problems)
     stop = _rto_stop(loaded, order, ancestors)
     waves = []
     for number, ids in enumerate(wave_ids):
@@ -176,10 +177,6 @@ def build_plan(loaded: LoadedRunbook) -> ExecutionPlan:
                                     ancestors=ancestors[step_id], summary=summary))
         waves.append(wave)
     return ExecutionPlan(loaded=loaded, waves=waves, checks=checks, rto_stop=stop, overrides=overrides)
-
-
-def _render(problems: list[Problem]) -> str:
-    return "\n".join(p.render() for p in problems)
 
 
 def _by_capability(loaded: LoadedRunbook, capability: Capability) -> list[Step]:
@@ -207,7 +204,7 @@ def _invariants(
             ref = parse_reference(text)
             if ref is not None and ref.scope == "step" and ref.step not in ancestors[step.id]:
                 bad_refs += 1
-                problems.append(loaded.problem(("steps", index, "with", *field_path.split(".")),
+                problems.append(loaded.problem(("steps", index, "with", *parse_path(field_path)),
                                                f"'${{{text}}}' uses step '{ref.step}', which does not run before "
                                                f"'{step.id}'", f"add '{ref.step}' to this step's `after:`"))
     checks.append(InvariantCheck("step outputs used only after they exist", bad_refs == 0, ""))
@@ -249,8 +246,8 @@ def _invariants(
     critical = {s.id for s in shifts} | {s.id for s in promotes}
     stops = [h for h in health if critical <= ancestors[h]]
     if not stops:
-        what = "every promote and traffic shift" if critical else "the plan"
-        problems.append(loaded.problem(("steps",), f"the plan does not end on a health verification of {what}",
+        what = " covering every promote and traffic shift" if critical else ""
+        problems.append(loaded.problem(("steps",), f"the plan does not end on a health verification{what}",
                                        "add a final health check (e.g. http.verify) whose `after:` covers "
                                        "the shifts and promotes: it is the RTO stop point"))
     checks.append(InvariantCheck("ends on a health verification (RTO stop point)", bool(stops), ""))

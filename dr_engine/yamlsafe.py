@@ -44,6 +44,17 @@ def format_path(path: PathKey) -> str:
     return out
 
 
+def parse_path(text: str) -> PathKey:
+    """Inverse of :func:`format_path`: ``steps[2].after[0]`` -> ``("steps", 2, "after", 0)``."""
+    parts: list[str | int] = []
+    for chunk in text.replace("]", "").split("."):
+        head, *indexes = chunk.split("[")
+        if head:
+            parts.append(head)
+        parts.extend(int(i) for i in indexes if i.isdigit())
+    return tuple(parts)
+
+
 def line_for(lines: LineMap, path: PathKey) -> int | None:
     """The line of ``path`` or of its nearest ancestor that has one."""
     probe = tuple(path)
@@ -69,7 +80,9 @@ class _Builder:
             raise self.fail(node, path, f"document too large (over {MAX_NODES:,} values, aliases included)",
                             "split it up; aliases that expand exponentially are refused")
         if depth > MAX_DEPTH:
-            raise self.fail(node, path, f"nested deeper than {MAX_DEPTH} levels", "flatten the document")
+            # Name only the first levels: the full path would be as unreadable as the document.
+            shown = path[:4]
+            raise self.fail(node, shown, f"nested deeper than {MAX_DEPTH} levels", "flatten the document")
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, ScalarNode):
             return self.scalar(node, path)
@@ -101,7 +114,8 @@ class _Builder:
                 raise self.fail(key_node, path, "merge keys (<<) are not supported",
                                 "write the keys out; runbooks should read plainly")
             if not isinstance(key_node, ScalarNode):
-                raise self.fail(key_node, path, "mapping keys must be plain scalars")
+                raise self.fail(key_node, path, "mapping keys must be plain scalars",
+                                "write a plain text key; `? [a, b]` style complex keys are not supported")
             key = self.scalar(key_node, path)
             if not isinstance(key, str):
                 key = str(key).lower() if isinstance(key, bool) else str(key)
@@ -146,8 +160,12 @@ def parse_yaml(text: str, file: str) -> tuple[Any, LineMap]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        raise ConfigError(Problem(file, line, "", f"YAML syntax error: {what}",
-                                  "check indentation, colons and quotes around this line")) from exc
+        hint = "check indentation, colons and quotes around this line"
+        if "single document" in what:
+            hint = "one runbook or region per file: remove the second `---` document"
+        elif "\\t" in what:
+            hint = "YAML indents with spaces, not tabs"
+        raise ConfigError(Problem(file, line, "", f"YAML syntax error: {what}", hint)) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(Problem(file, None, "", f"YAML error: {exc}")) from exc
     except RecursionError as exc:

@@ -17,6 +17,10 @@ from dr_engine.actions.base import Action
 BUILTIN_MODULES: tuple[str, ...] = (
     "dr_engine.actions.control",
     "dr_engine.actions.shell",
+    "dr_engine.actions.terraform",
+    "dr_engine.actions.postgres",
+    "dr_engine.actions.http",
+    "dr_engine.actions.dns",
 )
 
 _REGISTRY: dict[str, type[Action[Any]]] = {}
@@ -62,4 +66,18 @@ def lookup(name: str) -> type[Action[Any]] | None:
 def close_matches(name: str, limit: int = 3) -> list[str]:
     """Registered names that look like ``name`` (for 'did you mean' hints)."""
     load_builtin()
-    return difflib.get_close_matches(name, list(_REGISTRY), n=limit, cutoff=0.5)
+    names = list(_REGISTRY)
+    found = difflib.get_close_matches(name, names, n=limit, cutoff=0.6)
+    provider, _, verb = name.partition(".")
+    # A misspelt provider with a known verb ('postgress.promote'), or a known provider with a
+    # misspelt verb: match the parts separately so the hint names the right family.
+    providers = sorted({n.split(".")[0] for n in names})
+    for close in difflib.get_close_matches(provider, providers, n=2, cutoff=0.6):
+        verbs = [n.split(".", 1)[1] for n in names if n.startswith(close + ".")]
+        found += [f"{close}.{v}" for v in difflib.get_close_matches(verb, verbs, n=limit, cutoff=0.5)]
+    return list(dict.fromkeys(found))[:limit]
+
+
+def unregister(name: str) -> None:
+    """Remove an action (tests that register fakes use this to clean up)."""
+    _REGISTRY.pop(name, None)

@@ -36,10 +36,24 @@ class _State:
 STATE = _State()
 
 
+#: Width used when output is not a terminal (pipes, CI logs): wide enough for a plan table.
+PIPE_WIDTH = 140
+
+
 def make_console(stderr: bool = False) -> Console:
-    """A rich console that drops colour when not a TTY or when NO_COLOR is set."""
-    no_color = bool(os.environ.get("NO_COLOR")) or not (sys.stderr if stderr else sys.stdout).isatty()
-    return Console(stderr=stderr, no_color=no_color, highlight=False, soft_wrap=True,
+    """A rich console that drops colour when not a TTY or when NO_COLOR is set.
+
+    When not writing to a terminal rich would assume 80 columns and truncate tables; use
+    ``$COLUMNS`` if set, else :data:`PIPE_WIDTH`.
+    """
+    stream = sys.stderr if stderr else sys.stdout
+    tty = stream.isatty()
+    no_color = "NO_COLOR" in os.environ and os.environ["NO_COLOR"] != "" or not tty
+    width = None
+    if not tty:
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else PIPE_WIDTH
+    return Console(file=stream, no_color=no_color, highlight=False, soft_wrap=True, width=width,
                    force_terminal=None if not no_color else False)
 
 

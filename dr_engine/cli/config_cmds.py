@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
+import json
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from dr_engine.actions.registry import all_actions
+from dr_engine.actions.registry import all_actions, close_matches
 from dr_engine.cli.common import EXIT_USAGE, Output, handle_errors, out, print_json
-from dr_engine.errors import ConfigError, DrError, Problem
+from dr_engine.errors import ConfigError, DrError, PlanError, Problem
 from dr_engine.loader import display_path, load_region, load_runbook
-from dr_engine.model import Region, Runbook
+from dr_engine.model import Region, Runbook, format_duration
+from dr_engine.model.schema import json_schema
 from dr_engine.plan import ExecutionPlan, build_plan
 from dr_engine.runbooks import resolve_runbook
 
@@ -43,6 +48,13 @@ def validate_file(path: Path) -> dict[str, Any]:
             "steps": len(plan.steps), "waves": len(plan.waves)}
 
 
+def _problems(exc: DrError, path: Path) -> list[Problem]:
+    """The located problems of an error; a bare message is attributed to the file."""
+    if isinstance(exc, ConfigError | PlanError):
+        return [p if p.file else replace(p, file=display_path(path)) for p in exc.problems]
+    return [Problem(display_path(path), None, "", exc.message, exc.hint)]
+
+
 def validate_cmd(
     paths: list[Path] = typer.Argument(None, help="Files or folders (default: regions/ and runbooks/)."),
     output: Output = typer.Option(Output.TEXT, "--output", "-o", help="text or json"),
@@ -58,12 +70,8 @@ def validate_cmd(
             results.append({"ok": True, **validate_file(path)})
         except DrError as exc:
             failed = True
-            problems = exc.problems if isinstance(exc, ConfigError) else [Problem(display_path(path), None, "", str(exc))]
             results.append({"ok": False, "file": display_path(path),
-                            "errors": [{"file": p.file, "line": p.line, "path": p.path, "message": p.message,
-                                        "hint": p.hint} for p in problems] if isinstance(exc, ConfigError)
-                            else [{"file": display_path(path), "line": None, "path": "", "message": str(exc),
-                                   "hint": None}]})
+                            "errors": [asdict(p) for p in _problems(exc, path)]})
     if output is Output.JSON:
         print_json({"ok": not failed, "files": results})
     else:
@@ -89,15 +97,20 @@ def render_plan(plan: ExecutionPlan) -> None:
     console = out()
     rb = plan.loaded.runbook
     console.print(f"Runbook {rb.runbook} ({plan.loaded.file}, sha256 {plan.loaded.sha256[:12]})", markup=False)
-    console.print(f"  {rb.source} -> {rb.target}   objectives: RTO {rb.objectives.rto.total_seconds():g}s, "
-                  f"RPO {rb.objectives.rpo.total_seconds():g}s   RTO stop: {plan.rto_stop}", markup=False)
+    console.print(f"  {rb.source} -> {rb.target}   objectives: RTO {format_duration(rb.objectives.rto)}, "
+                  f"RPO {format_duration(rb.objectives.rpo)}   RTO stop: {plan.rto_stop}", markup=False)
     table = Table(show_lines=False, box=None, pad_edge=False)
-    for column in ("wave", "step", "action", "capability", "timeout", "after", "what"):
-        table.add_column(column)
+    # Ids, actions and capabilities are never shortened (an ellipsis hides which step it is);
+    # only the free-text columns wrap.
+    for column in ("wave", "step", "action", "capability", "timeout"):
+        table.add_column(column, no_wrap=True, overflow="ignore")
+    table.add_column("after", overflow="fold", min_width=8)
+    table.add_column("what", overflow="fold", min_width=12)
     for wave in plan.waves:
         for s in wave:
-            table.add_row(str(s.wave + 1), s.id, s.action, s.capability.value, f"{s.timeout.total_seconds():g}s",
-                          ",".join(s.step.after) or "-", s.summary)
+            cells = (str(s.wave + 1), s.id, s.action, s.capability.value, format_duration(s.timeout),
+                     ", ".join(s.step.after) or "-", s.summary)
+            table.add_row(*(Text(cell) for cell in cells))  # Text: a '[x]' in params is not markup
     console.print(table)
     console.print("Safety invariants:", markup=False)
     for check in plan.checks:
@@ -124,24 +137,67 @@ def plan_cmd(
 def action_info(name: str) -> dict[str, Any]:
     """Machine-readable description of one registered action."""
     cls = all_actions()[name]
-    doc = (cls.__doc__ or "").strip().split("\n")[0]
-    return {"name": name, "capability": cls.capability.value, "summary": doc,
-            "params": cls.Params.model_json_schema(), "permissions": list(cls.permissions),
+    doc = inspect.cleandoc(cls.__doc__ or "").replace("``", "`")
+    summary = doc.split("\n")[0]
+    description = doc.split("Example::")[0].strip()
+    return {"name": name, "capability": cls.capability.value, "summary": summary, "description": description,
+            "params": json_schema(cls.Params), "permissions": list(cls.permissions),
             "safety_critical": cls.safety_critical, "drill_default": cls.drill_default.value,
             "example": cls.example}
 
 
+def _param_rows(schema: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(name, type, default/required, description) for each parameter of an action."""
+    required = set(schema.get("required", []))
+    rows = []
+    for key, prop in schema.get("properties", {}).items():
+        kind = prop.get("type") or " | ".join(str(o.get("type", o.get("$ref", "?")).split("/")[-1])
+                                              for o in prop.get("anyOf", [])) or "object"
+        if kind == "array" and "items" in prop:
+            kind = f"list[{prop['items'].get('type', 'object')}]"
+        if "enum" in prop:
+            kind = " | ".join(repr(v) for v in prop["enum"])
+        default = "required" if key in required else (
+            f"default {json.dumps(prop['default'])}" if "default" in prop else "optional")
+        rows.append((key, str(kind), default, str(prop.get("description", ""))))
+    return rows
+
+
+def _print_action_detail(info: dict[str, Any]) -> None:
+    console = out()
+    console.print(f"{info['name']}  ({info['capability']})", markup=False)
+    console.print("\n".join("  " + line for line in info["description"].splitlines()), markup=False)
+    console.print("", markup=False)
+    table = Table(box=None, pad_edge=False, title=None)
+    for column in ("param", "type", "default"):
+        table.add_column(column, no_wrap=True, overflow="ignore")
+    table.add_column("description", overflow="fold", min_width=12)
+    for row in _param_rows(info["params"]):
+        table.add_row(*(Text(cell) for cell in row))
+    console.print(table)
+    console.print(f"permissions: {', '.join(info['permissions']) or 'none'}", markup=False)
+    console.print(f"safety-critical: {'yes' if info['safety_critical'] else 'no'}   "
+                  f"in a drill: {info['drill_default']}", markup=False)
+    console.print("example:\n" + "\n".join("  " + line for line in info["example"].splitlines()), markup=False)
+
+
 def actions_cmd(
     output: Output = typer.Option(Output.TEXT, "--output", "-o", help="text or json"),
-    name: str = typer.Argument(None, help="Show one action in detail."),
+    name: str = typer.Argument(None, help="Show one action in detail (params, permissions, example)."),
 ) -> None:
     """List registered actions with capability, params, permissions and an example."""
     names = list(all_actions())
     if name is not None and name not in names:
-        raise typer.BadParameter(f"unknown action {name!r}; known: {', '.join(names)}", param_hint="NAME")
+        close = close_matches(name)
+        raise typer.BadParameter(f"unknown action {name!r}; "
+                                 + (f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(names)}"),
+                                 param_hint="NAME")
     infos = [action_info(n) for n in ([name] if name else names)]
     if output is Output.JSON:
-        print_json(infos)
+        print_json(infos[0] if name else infos)
+        return
+    if name:
+        _print_action_detail(infos[0])
         return
     console = out()
     for info in infos:
@@ -152,9 +208,7 @@ def actions_cmd(
         console.print(f"    params: {params or '-'}", markup=False)
         if info["permissions"]:
             console.print(f"    permissions: {', '.join(info['permissions'])}", markup=False)
-        if name:
-            console.print("    example:\n" + "\n".join("      " + line for line in info["example"].splitlines()),
-                          markup=False)
+    console.print("`dr actions NAME` shows one action with its parameters and an example.", markup=False)
 
 
 def schema_cmd(
@@ -164,10 +218,7 @@ def schema_cmd(
     models: dict[str, type[Runbook] | type[Region]] = {"runbook": Runbook, "region": Region}
     if kind not in models:
         raise typer.BadParameter("choose 'runbook' or 'region'", param_hint="--kind")
-    schema = models[kind].model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = f"dr-engine {kind}"
-    print_json(schema)
+    print_json(json_schema(models[kind], title=f"dr-engine {kind}"))
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from dr_engine.model.region import NAME_PATTERN, StrictModel
 from dr_engine.model.units import Duration
@@ -63,7 +63,9 @@ class Step(StrictModel):
     timeout: Duration | None = None
     retry: Retry | None = None
     description: str = ""
-    drill: DrillBehaviour = DrillBehaviour.DEFAULT
+    # Enums are read from YAML text, which strict mode would refuse: accept their values.
+    drill: DrillBehaviour = Field(default=DrillBehaviour.DEFAULT, strict=False,
+                                  description="In a drill: default (the action decides), run, or skip")
 
     @field_validator("timeout")
     @classmethod
@@ -88,10 +90,13 @@ class Runbook(StrictModel):
     source: Annotated[str, Field(pattern=NAME_PATTERN)]
     target: Annotated[str, Field(pattern=NAME_PATTERN)]
     objectives: Objectives
-    fencing: Fencing = Fencing.STRICT
+    # fencing_reason comes before fencing so that the `fencing` validator can see it and the
+    # error points at the `fencing:` line.
     fencing_reason: str | None = Field(
         default=None, description="Required when fencing is best-effort; recorded in the audit"
     )
+    fencing: Fencing = Field(default=Fencing.STRICT, strict=False,
+                             description="strict: every promote needs a fence first; best-effort: audited")
     owner: str | None = Field(default=None, description="Team accountable for this runbook")
     drill_interval: Duration = Field(
         default=timedelta(days=365), description="How often a successful test is due"
@@ -99,13 +104,20 @@ class Runbook(StrictModel):
     steps: Annotated[list[Step], Field(min_length=1, max_length=MAX_STEPS)]
     kind: Literal["runbook"] = "runbook"
 
-    @model_validator(mode="after")
-    def _coherent(self) -> Runbook:
-        if self.source == self.target:
-            raise ValueError(f"source and target are both '{self.source}'; they must differ")
-        if self.fencing is Fencing.BEST_EFFORT and not (self.fencing_reason or "").strip():
-            raise ValueError("fencing: best-effort needs a `fencing_reason:` explaining why")
-        return self
+    # Field validators (not a model validator) so that errors carry the field's location.
+    @field_validator("target")
+    @classmethod
+    def _target_differs(cls, value: str, info: ValidationInfo) -> str:
+        if value == info.data.get("source"):
+            raise ValueError(f"source and target are both '{value}'; they must differ")
+        return value
+
+    @field_validator("fencing")
+    @classmethod
+    def _reason_given(cls, value: Fencing, info: ValidationInfo) -> Fencing:
+        if value is Fencing.BEST_EFFORT and not (info.data.get("fencing_reason") or "").strip():
+            raise ValueError("best-effort fencing needs a `fencing_reason:` explaining why (it is audited)")
+        return value
 
     def step(self, step_id: str) -> Step:
         """Return the step with ``step_id`` (KeyError if absent)."""

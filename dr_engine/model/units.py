@@ -24,7 +24,7 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, bool):
-        raise ValueError(f"expected a duration, got {value!r}; {DURATION_HINT}")
+        raise ValueError(f"expected a duration, got {str(value).lower()}; {DURATION_HINT}")
     elif isinstance(value, int | float):
         if value != 0:
             raise ValueError(f"{value!r} has no unit; {DURATION_HINT}")
@@ -54,12 +54,17 @@ def format_duration(value: timedelta) -> str:
     if seconds == 0:
         return "0s"
     if seconds < 1:
-        return f"{seconds * 1000:g}ms"
+        return f"{_number(seconds * 1000)}ms"
     if seconds % 3600 == 0:
-        return f"{seconds / 3600:g}h"
+        return f"{_number(seconds / 3600)}h"
     if seconds % 60 == 0 and seconds >= 60:
-        return f"{seconds / 60:g}m"
-    return f"{seconds:g}s"
+        return f"{_number(seconds / 60)}m"
+    return f"{_number(seconds)}s"
+
+
+def _number(value: float) -> str:
+    # Not `:g`: its 6 significant digits would turn 1000.001s into "1000s".
+    return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
 Duration = Annotated[

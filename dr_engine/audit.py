@@ -1,0 +1,297 @@
+"""The audit log: append-only, hash-chained JSON lines (``audit.jsonl``), fsync'd per event.
+
+Each line is one event::
+
+    {"seq": 1, "ts": "2026-11-28T23:15:00.000Z", "type": "run.started", "actor": "alice@host",
+     "run_id": "...", "data": {...}, "prev": "<hash of event seq-1>", "hash": "<sha256>"}
+
+``hash`` is the SHA-256 (hex) of the canonical JSON (sorted keys, no spaces, UTF-8) of the
+event without its ``hash`` key; that JSON includes ``prev``, the hash of the previous event
+(64 zeros for the first), so every event commits to the whole history before it.
+
+:func:`verify` detects modification (hash mismatch), deletion/insertion/reordering (``seq``
+gaps and ``prev`` links), and truncation of the tail: a run's last event is a sealed
+``run.finished`` (whose data carries the event count), and ``run.json`` records the head hash
+and event count after every append; a log shorter than what the record says was truncated.
+Limit: someone able to rewrite both files consistently can forge a history; publish the head
+hash (``dr show``) to an external system to anchor it.
+
+Appends take an exclusive ``flock`` and re-read the tail, so another process (``dr approve``)
+may append to a live run's log safely.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import hashlib
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dr_engine.clock import SystemClock, utc_iso
+
+GENESIS = "0" * 64
+
+# Event types. Other components may add their own (dotted, lowercase); these are the engine's.
+RUN_STARTED = "run.started"
+RUN_RESUMED = "run.resumed"
+RUN_HALTED = "run.halted"
+RUN_FINISHED = "run.finished"
+STEP_STARTED = "step.started"
+STEP_ATTEMPT = "step.attempt"
+STEP_SUCCEEDED = "step.succeeded"
+STEP_FAILED = "step.failed"
+STEP_SKIPPED = "step.skipped"
+APPROVAL_REQUESTED = "approval.requested"
+APPROVAL_GRANTED = "approval.granted"
+APPROVAL_REJECTED = "approval.rejected"
+OVERRIDE = "override"
+NOTE_ADDED = "note.added"
+MILESTONE = "milestone"
+
+EVENT_TYPES = (
+    RUN_STARTED, RUN_RESUMED, RUN_HALTED, RUN_FINISHED, STEP_STARTED, STEP_ATTEMPT, STEP_SUCCEEDED,
+    STEP_FAILED, STEP_SKIPPED, APPROVAL_REQUESTED, APPROVAL_GRANTED, APPROVAL_REJECTED, OVERRIDE,
+    NOTE_ADDED, MILESTONE,
+)
+
+
+def default_actor() -> str:
+    """``user@host`` of the current process (who is acting)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def canonical(value: Any) -> bytes:
+    """Canonical JSON bytes: sorted keys, no spaces, UTF-8, no NaN."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False, default=str).encode("utf-8")
+
+
+def event_hash(event: dict[str, Any]) -> str:
+    """The hash of an event: SHA-256 over its canonical JSON without the ``hash`` key."""
+    body = {k: v for k, v in event.items() if k != "hash"}
+    return hashlib.sha256(canonical(body)).hexdigest()
+
+
+def _json_safe(value: Any) -> Any:
+    """Round-trip through JSON so that what is hashed is exactly what is written and read back."""
+    return json.loads(json.dumps(value, default=str, allow_nan=False))
+
+
+def _last_line(handle: Any) -> bytes | None:
+    """The last complete non-empty line of a binary file handle, or None for an empty file."""
+    handle.seek(0, os.SEEK_END)
+    size = handle.tell()
+    if size == 0:
+        return None
+    block = 8192
+    pos = size
+    data = b""
+    while pos > 0:
+        step = min(block, pos)
+        pos -= step
+        handle.seek(pos)
+        data = handle.read(step) + data
+        stripped = data.rstrip(b"\n")
+        if b"\n" in stripped:
+            tail: bytes = stripped.rsplit(b"\n", 1)[1]
+            return tail
+    whole: bytes = data.rstrip(b"\n")
+    return whole or None
+
+
+class AuditLog:
+    """An append-only hash-chained log for one run.
+
+    ``append`` is thread-safe (steps of a wave run in threads) and process-safe (flock).
+    """
+
+    def __init__(self, path: Path, run_id: str = "", *,
+                 now: Callable[[], datetime] | None = None) -> None:
+        self.path = Path(path)
+        self.run_id = run_id
+        self._now = now or SystemClock().now
+        self._lock = threading.Lock()
+
+    def append(self, type: str, *, actor: str | None = None, **data: Any) -> dict[str, Any]:
+        """Append one event of ``type`` with ``data``; fsync before returning it."""
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a+b") as handle:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                try:
+                    last = _last_line(handle)
+                    if last is None:
+                        seq, prev = 1, GENESIS
+                    else:
+                        previous = json.loads(last)
+                        seq, prev = int(previous["seq"]) + 1, str(previous["hash"])
+                    if type == RUN_FINISHED:
+                        # The seal: a truncated tail can no longer end on a matching run.finished.
+                        data = {**data, "events": seq}
+                    event: dict[str, Any] = {
+                        "seq": seq, "ts": utc_iso(self._now()), "type": type,
+                        "actor": actor or default_actor(), "run_id": self.run_id,
+                        "data": _json_safe(data), "prev": prev,
+                    }
+                    event["hash"] = event_hash(event)
+                    handle.seek(0, os.SEEK_END)
+                    handle.write(canonical(event) + b"\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                finally:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            return event
+
+    def head(self) -> tuple[int, str]:
+        """``(count, head hash)`` of the log as it is on disk now."""
+        if not self.path.exists():
+            return 0, GENESIS
+        with self.path.open("rb") as handle:
+            last = _last_line(handle)
+        if last is None:
+            return 0, GENESIS
+        event = json.loads(last)
+        return int(event["seq"]), str(event["hash"])
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """Every event of a log, in file order (no verification; see :func:`verify`)."""
+    events: list[dict[str, Any]] = []
+    with Path(path).open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                events.append(json.loads(line))
+    return events
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of :func:`verify`. ``first_bad_line`` is 1-based (None when ok)."""
+
+    ok: bool
+    count: int
+    first_bad_line: int | None = None
+    reason: str = ""
+    head: str = GENESIS
+    sealed: bool = False
+
+    def describe(self, path: Path | str) -> str:
+        """One line for people."""
+        if self.ok:
+            seal = "sealed by run.finished" if self.sealed else "not sealed (run in progress or interrupted)"
+            return f"{path}: OK, {self.count} events, chain intact, {seal}; head {self.head[:16]}"
+        where = f"line {self.first_bad_line}" if self.first_bad_line else "end of log"
+        return f"{path}: BROKEN at {where}: {self.reason}"
+
+
+_REQUIRED = ("seq", "ts", "type", "actor", "run_id", "data", "prev", "hash")
+
+
+def verify(path: Path, *, expected_count: int | None = None, expected_head: str | None = None,
+           expect_sealed: bool = False) -> VerifyResult:
+    """Check a log's chain; also check it against what ``run.json`` recorded.
+
+    With ``expected_count``/``expected_head`` unset, they are read from ``run.json`` beside
+    the log when present (``audit_count``/``audit_head``; a terminal status implies the log
+    must end with ``run.finished``).
+    """
+    path = Path(path)
+    if expected_count is None and expected_head is None:
+        expected_count, expected_head, expect_sealed = _expectations(path, expect_sealed)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return VerifyResult(False, 0, None, f"no audit log at {path}")
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    elif lines:
+        return VerifyResult(False, len(lines) - 1, len(lines), "last line is incomplete (torn or truncated write)")
+    prev = GENESIS
+    run_id: str | None = None
+    last: dict[str, Any] | None = None
+    heads: dict[int, str] = {}
+    for number, line in enumerate(lines, start=1):
+        bad = _check_line(line, number, prev, run_id)
+        if isinstance(bad, str):
+            return VerifyResult(False, number - 1, number, bad, prev)
+        event = bad
+        run_id = str(event["run_id"])
+        prev = str(event["hash"])
+        heads[number] = prev
+        last = event
+    count = len(lines)
+    sealed = last is not None and last["type"] == RUN_FINISHED and last["data"].get("events") == count
+    if count == 0:
+        return VerifyResult(False, 0, None, "the log is empty")
+    if expected_count is not None and count < expected_count:
+        return VerifyResult(False, count, None,
+                            f"truncated: run.json recorded {expected_count} events, the log has {count}", prev)
+    if expected_count is not None and expected_head is not None and expected_count > 0 \
+            and heads.get(expected_count) != expected_head:
+        return VerifyResult(False, count, expected_count,
+                            f"event {expected_count} does not match the head hash recorded in run.json", prev)
+    if expect_sealed and not sealed:
+        return VerifyResult(False, count, None,
+                            "truncated: the run ended but the log does not end with its sealing run.finished event",
+                            prev)
+    return VerifyResult(True, count, None, "", prev, sealed)
+
+
+def _check_line(line: bytes, number: int, prev: str, run_id: str | None) -> dict[str, Any] | str:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return "not valid JSON"
+    if not isinstance(event, dict) or any(k not in event for k in _REQUIRED):
+        return f"not an audit event (needs keys {', '.join(_REQUIRED)})"
+    if event["seq"] != number:
+        return (f"sequence number {event['seq']} where {number} was expected "
+                "(an event was deleted, inserted or moved)")
+    if event["prev"] != prev:
+        return "previous-hash link broken (an event before it was deleted, inserted, moved or changed)"
+    if event_hash(event) != event["hash"]:
+        return "content does not match its hash (the event was modified)"
+    if run_id is not None and event["run_id"] != run_id:
+        return f"event belongs to run {event['run_id']!r}, not {run_id!r}"
+    return dict(event)
+
+
+def _expectations(path: Path, expect_sealed: bool) -> tuple[int | None, str | None, bool]:
+    record = path.parent / "run.json"
+    if not record.is_file():
+        return None, None, expect_sealed
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+    except ValueError:
+        return None, None, expect_sealed
+    count = data.get("audit_count")
+    head = data.get("audit_head")
+    status = data.get("status")
+    sealed = expect_sealed or (status not in (None, "running"))
+    return (int(count) if isinstance(count, int) else None, head if isinstance(head, str) else None, sealed)
+
+
+__all__ = [
+    "EVENT_TYPES",
+    "GENESIS",
+    "AuditLog",
+    "VerifyResult",
+    "canonical",
+    "default_actor",
+    "event_hash",
+    "read_events",
+    "verify",
+]

@@ -1,0 +1,229 @@
+"""The run record: ``<state-dir>/runs/<run-id>/run.json``, the machine-readable result of a run.
+
+The record is rewritten atomically (temporary file, fsync, rename, fsync of the directory)
+after every state change, so a crash loses nothing that was recorded. The audit log
+(:mod:`dr_engine.audit`) is the source of truth; :func:`dr_engine.journal.rebuild_record`
+derives the same record from it.
+
+All timestamps are ISO 8601 UTC strings with a ``Z`` suffix (see :func:`dr_engine.clock.utc_iso`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dr_engine.errors import RunStateError
+
+#: File names inside a run directory.
+RUN_FILE = "run.json"
+AUDIT_FILE = "audit.jsonl"
+#: Version of the run.json layout; bumped on incompatible changes.
+RECORD_VERSION = 1
+
+
+class RunStatus(StrEnum):
+    """Where a run stands. ``running`` is also what a killed run looks like until resumed."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    HALTED = "halted"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the run has ended (it may still be resumed when halted/failed/cancelled)."""
+        return self is not RunStatus.RUNNING
+
+
+class StepStatus(StrEnum):
+    """Where a step stands."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class _Record(BaseModel):
+    # Unknown keys are kept so that fields added by other components survive a rewrite.
+    model_config = ConfigDict(extra="allow", validate_assignment=False)
+
+
+class StepError(_Record):
+    """Why a step failed: the taxonomy class name, the message and what to do next."""
+
+    kind: str
+    message: str
+    hint: str | None = None
+
+
+class RpoRecord(_Record):
+    """What a data step measured at cutover (``StepResult.rpo``) and for which dataset."""
+
+    dataset: str | None = None
+    lag_bytes: int | None = None
+    lag_seconds: float | None = None
+    rows_lost: int | None = None
+
+
+class Session(_Record):
+    """One stretch of execution: the first start, or a resume, until the run stopped."""
+
+    started_at: str
+    finished_at: str | None = None
+    human_wait_seconds: float = 0.0
+
+
+class StepRecord(_Record):
+    """One step of a run."""
+
+    id: str
+    action: str
+    capability: str
+    wave: int = 0
+    status: StepStatus = StepStatus.PENDING
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_seconds: float | None = None
+    attempts: int = 0
+    error: StepError | None = None
+    summary: str = ""
+    changed: bool | None = None
+    facts: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, str] = Field(default_factory=dict)
+    rpo: RpoRecord | None = None
+
+
+class Override(_Record):
+    """A safety rule knowingly relaxed for this run (audited)."""
+
+    kind: str
+    detail: str
+    actor: str | None = None
+    at: str | None = None
+
+
+class RunRecord(_Record):
+    """The machine-readable result of one run (``run.json``)."""
+
+    record_version: int = RECORD_VERSION
+    run_id: str
+    runbook: str
+    runbook_file: str = Field(description="Path of the runbook file as given when the run started")
+    runbook_sha256: str
+    regions_dir: str | None = None
+    git_commit: str | None = None
+    mode: str
+    source: str
+    target: str
+    status: RunStatus = RunStatus.RUNNING
+    started_at: str
+    finished_at: str | None = None
+    triggered_by: str
+    reason: str = ""
+    incident_started_at: str
+    concurrency: int = 4
+    rto_stop: str | None = None
+    rto_seconds: float | None = None
+    rto_target_seconds: float
+    rto_met: bool | None = None
+    rpo_seconds: float | None = None
+    rpo_lag_bytes: int | None = None
+    rows_lost: int | None = None
+    rpo_target_seconds: float
+    rpo_met: bool | None = None
+    human_wait_seconds: float = 0.0
+    machine_seconds: float | None = None
+    milestones: dict[str, str] = Field(default_factory=dict)
+    overrides: list[Override] = Field(default_factory=list)
+    allow_data_loss: bool = False
+    halted_at_step: str | None = None
+    error: StepError | None = None
+    changed_steps: list[str] = Field(default_factory=list,
+                                     description="Steps that reported a change, in completion order")
+    resumes: int = 0
+    sessions: list[Session] = Field(default_factory=list)
+    steps: list[StepRecord] = Field(default_factory=list)
+    audit_count: int = 0
+    audit_head: str | None = None
+    artifacts: dict[str, str] = Field(default_factory=dict,
+                                      description="Files of this run, relative to the state dir")
+
+    def step(self, step_id: str) -> StepRecord:
+        """The step record with ``step_id`` (KeyError when absent)."""
+        for item in self.steps:
+            if item.id == step_id:
+                return item
+        raise KeyError(step_id)
+
+    def to_json(self) -> str:
+        """Stable, human-diffable JSON text."""
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
+
+
+def load_record(run_dir: Path) -> RunRecord:
+    """Read ``run_dir/run.json``; raise :class:`RunStateError` when missing or unreadable."""
+    path = Path(run_dir) / RUN_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise RunStateError(f"no run record at {path}", hint="list runs with `dr runs`") from exc
+    try:
+        return RunRecord.model_validate_json(text)
+    except ValueError as exc:
+        raise RunStateError(f"run record {path} is not valid: {exc}",
+                            hint="rebuild it from the audit log (`dr show RUN_ID --rebuild`)") from exc
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new content, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    # fsync the directory so the rename itself survives a power loss.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_record(run_dir: Path, record: RunRecord) -> Path:
+    """Atomically write ``run_dir/run.json``; return its path."""
+    path = Path(run_dir) / RUN_FILE
+    atomic_write_text(path, record.to_json())
+    return path
+
+
+__all__ = [
+    "AUDIT_FILE",
+    "RUN_FILE",
+    "Override",
+    "RunRecord",
+    "RpoRecord",
+    "RunStatus",
+    "Session",
+    "StepError",
+    "StepRecord",
+    "StepStatus",
+    "atomic_write_text",
+    "load_record",
+    "write_record",
+]

@@ -1,0 +1,596 @@
+"""The report model: everything a per-run report says, built only from the run directory.
+
+:func:`build_run_report` turns a :class:`~dr_engine.report.source.RunSource` (``run.json``,
+``audit.jsonl`` and the remediation-notes log) into a :class:`RunReport`. Renderers
+(JSON, Markdown, HTML, PDF) only format a ``RunReport``; none of them reads files. Because
+the inputs are the run's own records, a report can be rebuilt at any time and must come out
+the same (its :attr:`Integrity.content_sha256` does not depend on when it was generated).
+
+Every string taken from the inputs passes through :func:`~dr_engine.report.redact.redact_value`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from dr_engine.clock import utc_iso
+from dr_engine.report.formatting import fmt_bytes, fmt_seconds, parse_ts
+from dr_engine.report.notes import RemediationItem, fold_notes
+from dr_engine.report.redact import redact_value
+from dr_engine.report.source import RunSource
+
+REPORT_SCHEMA = "dr-engine/run-report/1"
+#: Capabilities whose time is human wait rather than machine time.
+HUMAN_CAPABILITIES = frozenset({"control.approve"})
+#: Capabilities whose result is the data-integrity verdict.
+INTEGRITY_CAPABILITIES = frozenset({"data.reconcile", "data.verify", "data.check"})
+
+
+class Identification(BaseModel):
+    """Which test or event this is (FIELD.md item 1 and 5)."""
+
+    run_id: str
+    mode: str
+    mode_label: str
+    status: str
+    runbook: str
+    runbook_file: str = ""
+    runbook_sha256: str = ""
+    git_commit: str | None = None
+    source: str
+    target: str
+    reason: str = ""
+    triggered_by: str = ""
+    incident_started_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    resumes: int = 0
+    owner: str | None = None
+
+
+class Objective(BaseModel):
+    """One success criterion, its target, what was achieved and the verdict."""
+
+    name: str
+    target: str
+    achieved: str
+    met: bool | None = Field(description="True pass, False fail, None not measured")
+    detail: str = ""
+
+
+class StepRow(BaseModel):
+    """One step: timing, attempts and outcome."""
+
+    id: str
+    action: str
+    capability: str = ""
+    wave: int = 0
+    status: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_seconds: float | None = None
+    attempts: int = 0
+    human: bool = False
+    error: str = ""
+    summary: str = ""
+    facts: dict[str, Any] = Field(default_factory=dict)
+
+
+class Attempt(BaseModel):
+    """One attempt of a step (from ``step.attempt`` events), for the timeline chart."""
+
+    step_id: str
+    attempt: int
+    started_at: str | None = None
+    finished_at: str | None = None
+    ok: bool = True
+    error: str = ""
+
+
+class Recovery(BaseModel):
+    """Achieved RTO and RPO against the objectives (FIELD.md item 4)."""
+
+    rto_seconds: float | None = None
+    rto_target_seconds: float
+    rto_met: bool | None = None
+    rto_stop: str | None = None
+    human_wait_seconds: float = 0.0
+    machine_seconds: float | None = None
+    rpo_seconds: float | None = None
+    rpo_lag_bytes: int | None = None
+    rows_lost: int | None = None
+    rpo_target_seconds: float
+    rpo_met: bool | None = None
+    allow_data_loss: bool = False
+
+
+class TimelineEntry(BaseModel):
+    """One dated line of the UTC timeline."""
+
+    at: str
+    event: str
+    detail: str = ""
+    actor: str = ""
+    severity: str = "info"
+
+
+class Deviation(BaseModel):
+    """Something that did not go to plan: retry, failure, skip, override, breach."""
+
+    kind: str
+    step_id: str | None = None
+    detail: str
+    reason: str = ""
+    at: str | None = None
+    actor: str = ""
+
+
+class Approval(BaseModel):
+    """Who approved (or rejected) what, when, and how long people waited."""
+
+    step_id: str
+    decision: str
+    by: str = ""
+    requested_at: str | None = None
+    decided_at: str | None = None
+    wait_seconds: float | None = None
+    comment: str = ""
+
+
+class DataIntegrity(BaseModel):
+    """The post-failover reconciliation verdict (FIELD.md item 8)."""
+
+    status: str = Field(description="verified | failed | not-checked")
+    detail: str = ""
+    checks: list[StepRow] = Field(default_factory=list)
+
+
+class Integrity(BaseModel):
+    """Digests of the raw records and the chain verification result (FIELD.md item 10)."""
+
+    audit_sha256: str
+    run_json_sha256: str
+    chain_ok: bool
+    chain_events: int
+    chain_sealed: bool = False
+    chain_head: str = ""
+    chain_first_bad_line: int | None = None
+    chain_reason: str = ""
+    notes_chain_ok: bool | None = None
+    notes_chain_reason: str = ""
+    retained_at: str = ""
+    content_sha256: str = ""
+
+
+class RunReport(BaseModel):
+    """A per-run report. ``generated_at`` is the only field that changes on a rebuild."""
+
+    schema_: str = Field(default=REPORT_SCHEMA, alias="schema")
+    generated_at: str
+    title: str
+    verdict: str
+    identification: Identification
+    objectives: list[Objective]
+    recovery: Recovery
+    steps: list[StepRow]
+    attempts: list[Attempt]
+    timeline: list[TimelineEntry]
+    deviations: list[Deviation]
+    approvals: list[Approval]
+    data_integrity: DataIntegrity
+    remediation: list[RemediationItem]
+    integrity: Integrity
+
+    model_config = {"populate_by_name": True}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``schema`` key spelled as in the file)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    @property
+    def open_remediation(self) -> list[RemediationItem]:
+        """Remediation items not yet closed."""
+        return [item for item in self.remediation if item.status == "open"]
+
+    @property
+    def failed_objectives(self) -> list[Objective]:
+        """Objectives that were measured and missed."""
+        return [o for o in self.objectives if o.met is False]
+
+
+MODE_LABELS = {
+    "failover": "Failover (real event)",
+    "drill": "Drill (DR test)",
+    "failback": "Failback",
+}
+
+
+def _data(event: dict[str, Any]) -> dict[str, Any]:
+    data = event.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def _step_of(event: dict[str, Any]) -> str | None:
+    data = _data(event)
+    for key in ("step_id", "step"):
+        value = data.get(key)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        kind = error.get("kind") or ""
+        message = error.get("message") or ""
+        hint = error.get("hint")
+        text = f"{kind}: {message}" if kind else str(message)
+        return f"{text} (hint: {hint})" if hint else text
+    return "" if error is None else str(error)
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    first, last = parse_ts(start), parse_ts(end)
+    if first is None or last is None:
+        return None
+    return (last - first).total_seconds()
+
+
+def _steps(record: dict[str, Any]) -> list[StepRow]:
+    rows: list[StepRow] = []
+    for step in record.get("steps") or []:
+        capability = str(step.get("capability") or "")
+        rows.append(StepRow(
+            id=str(step.get("id")), action=str(step.get("action") or ""), capability=capability,
+            wave=int(step.get("wave") or 0), status=str(step.get("status") or "pending"),
+            started_at=step.get("started_at"), finished_at=step.get("finished_at"),
+            duration_seconds=step.get("duration_seconds"), attempts=int(step.get("attempts") or 0),
+            human=capability in HUMAN_CAPABILITIES, error=_error_text(step.get("error")),
+            summary=str(step.get("summary") or ""),
+            facts=dict(step.get("facts") or {}),
+        ))
+    return rows
+
+
+def _at(event: dict[str, Any]) -> str:
+    """When an event happened: the engine's ``data.at`` wins over the append time ``ts``."""
+    at = _data(event).get("at")
+    return str(at) if isinstance(at, str) else str(event.get("ts") or "")
+
+
+def _shift(stamp: str | None, seconds: float) -> str | None:
+    moment = parse_ts(stamp)
+    return None if moment is None else utc_iso(moment + timedelta(seconds=seconds))
+
+
+def _attempts(steps: list[StepRow], events: list[dict[str, Any]]) -> list[Attempt]:
+    """Per-attempt spans of every step that ran, for the timeline chart.
+
+    ``step.attempt`` events mark a failed attempt (``error``, ``wait_seconds`` of backoff
+    before the next one) at their time; an attempt runs from the step start (or the end of
+    the previous attempt's backoff) to that time, and the last attempt ends with the step.
+    """
+    by_step: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        step = _step_of(event)
+        if step is not None and event.get("type") == "step.attempt":
+            by_step.setdefault(step, []).append(event)
+        elif step is not None and event.get("type") == "step.started":
+            by_step[step] = []  # a resumed step starts over; earlier attempts belong to an old session
+    spans: list[Attempt] = []
+    for row in steps:
+        if row.started_at is None:
+            continue
+        cursor: str | None = row.started_at
+        number = 0
+        for event in by_step.get(row.id, []):
+            data = _data(event)
+            error = _error_text(data.get("error"))
+            number = int(data.get("attempt") or number + 1)
+            if not error:
+                cursor = _at(event)  # an attempt-start marker
+                continue
+            spans.append(Attempt(step_id=row.id, attempt=number, started_at=cursor, finished_at=_at(event),
+                                 ok=False, error=error))
+            wait = data.get("wait_seconds")
+            cursor = _shift(_at(event), float(wait)) if isinstance(wait, int | float) else _at(event)
+        end = row.finished_at
+        end_moment, cursor_moment = parse_ts(end), parse_ts(cursor)
+        if end_moment is not None and cursor_moment is not None and end_moment > cursor_moment:
+            spans.append(Attempt(step_id=row.id, attempt=max(number + 1, row.attempts), started_at=cursor,
+                                 finished_at=end, ok=row.status != "failed", error=row.error))
+    return spans
+
+
+_EVENT_TEXT = {
+    "run.started": "Run started",
+    "run.resumed": "Run resumed",
+    "run.halted": "Run halted",
+    "run.finished": "Run finished",
+    "step.started": "Step started",
+    "step.succeeded": "Step succeeded",
+    "step.failed": "Step failed",
+    "step.skipped": "Step skipped",
+    "approval.requested": "Approval requested",
+    "approval.granted": "Approval granted",
+    "approval.rejected": "Approval rejected",
+    "override": "Safety override",
+}
+_MILESTONE_TEXT = {
+    "fenced": "Milestone: old primary fenced",
+    "promoted": "Milestone: target data promoted",
+    "traffic_shifted": "Milestone: traffic shifted to target",
+    "healthy": "Milestone: healthy in target (RTO stop)",
+}
+_SEVERITY = {"step.failed": "bad", "run.halted": "bad", "approval.rejected": "bad", "override": "warn",
+             "step.skipped": "warn", "approval.requested": "human", "approval.granted": "human"}
+
+
+def _timeline(record: dict[str, Any], events: list[dict[str, Any]]) -> list[TimelineEntry]:
+    entries: list[TimelineEntry] = []
+    incident = record.get("incident_started_at")
+    started = record.get("started_at")
+    if incident and started and incident != started:
+        entries.append(TimelineEntry(at=str(incident), event="Incident started (declared)",
+                                     detail="RTO is measured from this moment", severity="bad"))
+    evented = {str(_data(e).get("name")) for e in events if e.get("type") == "milestone"}
+    for name, at in (record.get("milestones") or {}).items():
+        if name in _MILESTONE_TEXT and name not in evented:
+            entries.append(TimelineEntry(at=str(at), event=_MILESTONE_TEXT[name],
+                                         severity="good" if name in ("healthy", "traffic_shifted") else "info"))
+    for event in events:
+        kind = str(event.get("type") or "")
+        data = _data(event)
+        step = _step_of(event)
+        detail = ""
+        severity = _SEVERITY.get(kind, "info")
+        if kind == "step.attempt":
+            ok = data.get("ok")
+            error = _error_text(data.get("error"))
+            if ok is True or (ok is None and not error):
+                continue  # a successful attempt is already the step.succeeded line
+            label = f"Attempt {data.get('attempt', '?')} failed"
+            detail = error
+            severity = "warn"
+        elif kind == "milestone":
+            name = str(data.get("name") or data.get("milestone") or "milestone")
+            label = _MILESTONE_TEXT.get(name, "Milestone: " + name.replace("_", " "))
+            severity = "good" if name in ("healthy", "recovered", "traffic_shifted") else "info"
+        else:
+            label = _EVENT_TEXT.get(kind, kind)
+            detail = _event_detail(kind, data)
+        if kind == "run.finished":
+            status = str(data.get("status") or record.get("status") or "")
+            severity = "good" if status == "succeeded" else "bad"
+            detail = detail or status
+        if step:
+            label = f"{label}: {step}"
+        entries.append(TimelineEntry(at=_at(event), event=label, detail=detail,
+                                     actor=str(event.get("actor") or ""), severity=severity))
+    entries.sort(key=lambda e: parse_ts(e.at) or datetime.min.replace(tzinfo=UTC))
+    return entries
+
+
+def _event_detail(kind: str, data: dict[str, Any]) -> str:
+    if kind in ("run.started", "run.resumed"):
+        parts = [str(data[k]) for k in ("reason", "mode") if data.get(k)]
+        return " - ".join(parts)
+    if kind == "step.failed":
+        return _error_text(data.get("error")) or str(data.get("message") or "")
+    if kind == "step.skipped":
+        return str(data.get("reason") or "")
+    if kind == "step.succeeded":
+        summary = str(data.get("summary") or "")
+        duration = data.get("duration_seconds")
+        took = f" ({fmt_seconds(float(duration))})" if isinstance(duration, int | float) else ""
+        return f"{summary}{took}".strip()
+    if kind.startswith("approval."):
+        bits = [str(data[k]) for k in ("comment", "reason", "message") if data.get(k)]
+        return "; ".join(bits)
+    if kind == "override":
+        return " - ".join(str(data[k]) for k in ("kind", "detail", "reason") if data.get(k))
+    if kind == "run.halted":
+        return _error_text(data.get("error")) or str(data.get("reason") or "")
+    return ""
+
+
+def _approvals(steps: list[StepRow], events: list[dict[str, Any]]) -> list[Approval]:
+    requested: dict[str, str] = {}
+    approvals: list[Approval] = []
+    for event in events:
+        kind = event.get("type")
+        step = _step_of(event) or ""
+        data = _data(event)
+        if kind == "approval.requested":
+            requested[step] = _at(event)
+        elif kind in ("approval.granted", "approval.rejected"):
+            asked = requested.get(step)
+            decided = _at(event)
+            waited = data.get("waited_seconds", data.get("wait_seconds"))
+            approvals.append(Approval(
+                step_id=step, decision="granted" if kind == "approval.granted" else "rejected",
+                by=str(data.get("approver") or data.get("by") or event.get("actor") or ""),
+                requested_at=asked, decided_at=decided,
+                wait_seconds=float(waited) if isinstance(waited, int | float) else _seconds_between(asked, decided),
+                comment=str(data.get("comment") or data.get("reason") or ""),
+            ))
+    # Approval steps record who decided in their facts even when the gate wrote no events.
+    seen = {a.step_id for a in approvals}
+    for row in steps:
+        if row.human and row.id not in seen and row.status in ("succeeded", "failed"):
+            waited = row.facts.get("waited_seconds")
+            approvals.append(Approval(
+                step_id=row.id, decision="granted" if row.status == "succeeded" else "rejected",
+                by=str(row.facts.get("approver") or ""), requested_at=row.started_at, decided_at=row.finished_at,
+                wait_seconds=float(waited) if isinstance(waited, int | float) else row.duration_seconds,
+                comment=str(row.facts.get("comment") or (row.error if row.status == "failed" else ""))))
+    return approvals
+
+
+def _deviations(record: dict[str, Any], steps: list[StepRow], attempts: list[Attempt],
+                events: list[dict[str, Any]]) -> list[Deviation]:
+    found: list[Deviation] = []
+    skip_reasons = {(_step_of(e) or ""): str(_data(e).get("reason") or "") for e in events
+                    if e.get("type") == "step.skipped"}
+    for row in steps:
+        if row.attempts > 1:
+            errors = [a.error for a in attempts if a.step_id == row.id and not a.ok and a.error]
+            detail = f"{row.attempts} attempts"
+            found.append(Deviation(kind="retry", step_id=row.id, detail=detail,
+                                   reason="; ".join(dict.fromkeys(errors)), at=row.started_at))
+        if row.status == "failed":
+            found.append(Deviation(kind="failure", step_id=row.id, detail=f"{row.action} failed",
+                                   reason=row.error, at=row.finished_at))
+        elif row.status == "skipped":
+            found.append(Deviation(kind="skip", step_id=row.id, detail=f"{row.action} skipped",
+                                   reason=skip_reasons.get(row.id, ""), at=row.finished_at or row.started_at))
+        elif row.status in ("pending", "running") and record.get("status") not in (None, "running", "succeeded"):
+            halted = record.get("halted_at_step")
+            found.append(Deviation(kind="not-run", step_id=row.id, detail=f"{row.action} did not run",
+                                   reason=f"run {record.get('status')}" + (f" at step {halted}" if halted else "")))
+    for override in record.get("overrides") or []:
+        found.append(Deviation(kind="override", detail=str(override.get("kind") or "override"),
+                               reason=str(override.get("detail") or ""), at=override.get("at"),
+                               actor=str(override.get("actor") or "")))
+    if record.get("rto_met") is False:
+        found.append(Deviation(kind="objective-breach", detail="RTO objective missed",
+                               reason=f"achieved {fmt_seconds(record.get('rto_seconds'))} against a target of "
+                               f"{fmt_seconds(record.get('rto_target_seconds'))}"))
+    if record.get("rpo_met") is False:
+        found.append(Deviation(kind="objective-breach", detail="RPO objective missed",
+                               reason=_rpo_achieved(record) + f" against a target of "
+                               f"{fmt_seconds(record.get('rpo_target_seconds'))}"))
+    return found
+
+
+def _rpo_achieved(record: dict[str, Any]) -> str:
+    parts = []
+    if record.get("rpo_seconds") is not None:
+        parts.append(f"{fmt_seconds(record['rpo_seconds'])} replication lag")
+    if record.get("rpo_lag_bytes") is not None:
+        parts.append(f"{fmt_bytes(record['rpo_lag_bytes'])} behind")
+    if record.get("rows_lost") is not None:
+        parts.append(f"{record['rows_lost']} rows lost")
+    return ", ".join(parts) if parts else "not measured"
+
+
+def _objectives(record: dict[str, Any]) -> list[Objective]:
+    status = str(record.get("status") or "")
+    rto = record.get("rto_seconds")
+    objectives = [
+        Objective(name="Recovery completed", target="every step succeeded and the target is healthy",
+                  achieved=status, met=None if status == "running" else status == "succeeded",
+                  detail="" if status == "succeeded" else
+                  (f"halted at step {record['halted_at_step']}" if record.get("halted_at_step") else "")),
+        Objective(name="RTO (recovery time)", target=f"<= {fmt_seconds(record.get('rto_target_seconds'))}",
+                  achieved=fmt_seconds(rto) if rto is not None else "not reached",
+                  met=record.get("rto_met"),
+                  detail="measured from incident start to healthy in the target region"),
+        Objective(name="RPO (data loss)", target=f"<= {fmt_seconds(record.get('rpo_target_seconds'))}",
+                  achieved=_rpo_achieved(record), met=record.get("rpo_met"),
+                  detail="replication lag at cutover and rows lost by reconciliation"),
+    ]
+    return objectives
+
+
+def _data_integrity(steps: list[StepRow]) -> DataIntegrity:
+    checks = [row for row in steps if row.capability in INTEGRITY_CAPABILITIES]
+    reconcile = [row for row in checks if row.capability in ("data.reconcile", "data.verify")] or checks
+    if not reconcile:
+        return DataIntegrity(status="not-checked", detail="the runbook has no data check or reconciliation step")
+    if any(row.status == "failed" for row in reconcile):
+        return DataIntegrity(status="failed", detail="a data check or reconciliation failed", checks=reconcile)
+    if all(row.status == "succeeded" for row in reconcile):
+        summary = "; ".join(row.summary for row in reconcile if row.summary)
+        return DataIntegrity(status="verified", detail=summary or "all data checks passed", checks=reconcile)
+    return DataIntegrity(status="not-checked", detail="data checks did not run to completion", checks=reconcile)
+
+
+def _verdict(record: dict[str, Any]) -> str:
+    status = record.get("status")
+    if status == "running":
+        return "IN PROGRESS"
+    met = [record.get("rto_met"), record.get("rpo_met")]
+    if status == "succeeded" and all(m is not False for m in met):
+        return "PASSED"
+    return "FAILED"
+
+
+def content_digest(report: RunReport) -> str:
+    """SHA-256 of the report's canonical JSON without ``generated_at`` and the digest itself."""
+    data = report.to_dict()
+    data.pop("generated_at", None)
+    data.get("integrity", {}).pop("content_sha256", None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def build_run_report(source: RunSource, *, now: datetime | None = None) -> RunReport:
+    """Build the report model of one run from its records (redacted, digest filled in)."""
+    record: dict[str, Any] = redact_value(source.record)
+    events: list[dict[str, Any]] = redact_value(source.events)
+    steps = _steps(record)
+    attempts = _attempts(steps, events)
+    mode = str(record.get("mode") or "failover")
+    ident = Identification(
+        run_id=str(record.get("run_id")), mode=mode, mode_label=MODE_LABELS.get(mode, mode),
+        status=str(record.get("status") or ""), runbook=str(record.get("runbook") or ""),
+        runbook_file=str(record.get("runbook_file") or ""), runbook_sha256=str(record.get("runbook_sha256") or ""),
+        git_commit=record.get("git_commit"), source=str(record.get("source") or ""),
+        target=str(record.get("target") or ""), reason=str(record.get("reason") or ""),
+        triggered_by=str(record.get("triggered_by") or ""), incident_started_at=record.get("incident_started_at"),
+        started_at=record.get("started_at"), finished_at=record.get("finished_at"),
+        resumes=int(record.get("resumes") or 0), owner=record.get("owner"),
+    )
+    recovery = Recovery(
+        rto_seconds=record.get("rto_seconds"), rto_target_seconds=float(record.get("rto_target_seconds") or 0),
+        rto_met=record.get("rto_met"), rto_stop=record.get("rto_stop"),
+        human_wait_seconds=float(record.get("human_wait_seconds") or 0.0),
+        machine_seconds=record.get("machine_seconds"), rpo_seconds=record.get("rpo_seconds"),
+        rpo_lag_bytes=record.get("rpo_lag_bytes"), rows_lost=record.get("rows_lost"),
+        rpo_target_seconds=float(record.get("rpo_target_seconds") or 0), rpo_met=record.get("rpo_met"),
+        allow_data_loss=bool(record.get("allow_data_loss")),
+    )
+    chain = source.chain
+    integrity = Integrity(
+        audit_sha256=source.audit_sha256, run_json_sha256=source.record_sha256, chain_ok=chain.ok,
+        chain_events=chain.count, chain_sealed=chain.sealed, chain_head=chain.head,
+        chain_first_bad_line=chain.first_bad_line, chain_reason=chain.reason,
+        notes_chain_ok=None if source.notes_chain is None else source.notes_chain.ok,
+        notes_chain_reason="" if source.notes_chain is None else source.notes_chain.reason,
+        retained_at=str(source.run_dir.resolve()),
+    )
+    verdict = _verdict(record)
+    title = f"{MODE_LABELS.get(mode, mode)} report - {ident.runbook}"
+    report = RunReport(
+        generated_at=utc_iso(now or datetime.now(UTC)), title=title, verdict=verdict, identification=ident,
+        objectives=_objectives(record), recovery=recovery, steps=steps, attempts=attempts,
+        timeline=_timeline(record, events), deviations=_deviations(record, steps, attempts, events),
+        approvals=_approvals(steps, events), data_integrity=_data_integrity(steps),
+        remediation=fold_notes(redact_value(source.notes)), integrity=integrity,
+    )
+    report.integrity.content_sha256 = content_digest(report)
+    return report
+
+
+__all__ = [
+    "REPORT_SCHEMA",
+    "Approval",
+    "Attempt",
+    "DataIntegrity",
+    "Deviation",
+    "Identification",
+    "Integrity",
+    "Objective",
+    "Recovery",
+    "RunReport",
+    "StepRow",
+    "TimelineEntry",
+    "build_run_report",
+    "content_digest",
+]

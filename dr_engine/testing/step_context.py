@@ -1,0 +1,55 @@
+"""Build a :class:`~dr_engine.actions.base.StepContext` to run one action outside the engine.
+
+Used by integration tests of actions against real servers (and handy for trying an action
+from a Python prompt). The engine builds its own contexts.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from dr_engine.actions.base import StepContext
+from dr_engine.clock import Clock, Deadline, SystemClock
+from dr_engine.model import Objectives, Region, RunMode
+
+
+def step_context(
+    *,
+    state_dir: Path,
+    rto: str = "5m",
+    rpo: str = "0s",
+    timeout: float = 30.0,
+    allow_data_loss: bool = False,
+    source: Region | None = None,
+    target: Region | None = None,
+    clock: Clock | None = None,
+    step_id: str = "step",
+    secrets: dict[str, str] | None = None,
+    extras: dict[str, Any] | None = None,
+) -> StepContext:
+    """A context with a real clock and a ``timeout``-second deadline."""
+    clock = clock or SystemClock()
+    known = dict(secrets or {})
+
+    def resolve(region: Region, name: str) -> SecretStr:
+        return SecretStr(known[f"{region.name}.{name}"])
+
+    return StepContext(
+        run_id="test-run",
+        step_id=step_id,
+        mode=RunMode.FAILOVER,
+        source=source or Region(name="source-region"),
+        target=target or Region(name="target-region"),
+        objectives=Objectives.model_validate({"rto": rto, "rpo": rpo}),
+        deadline=Deadline(clock, timeout),
+        clock=clock,
+        log=logging.getLogger(f"dr_engine.step.{step_id}"),
+        state_dir=state_dir,
+        allow_data_loss=allow_data_loss,
+        secret_resolver=resolve,
+        extras=dict(extras or {}),
+    )
