@@ -70,7 +70,12 @@ def apply_event(record: RunRecord, event: dict[str, Any]) -> RunRecord:
     data: dict[str, Any] = dict(event.get("data") or {})
     at = _at(event)
     recovery = RecoveryClock(record)
-    if kind == ev.STEP_STARTED:
+    if kind == ev.RUN_STARTED:
+        record.status = RunStatus.RUNNING
+        if not record.sessions:
+            record.sessions.append(Session(started_at=at))
+        record.milestones.setdefault(RUN_STARTED, at)
+    elif kind == ev.STEP_STARTED:
         step = _step(record, data)
         step.status, step.started_at, step.finished_at = StepStatus.RUNNING, at, None
         step.duration_seconds, step.error, step.attempts = None, None, 0
@@ -160,11 +165,7 @@ def record_from_started(event: dict[str, Any]) -> RunRecord:
                             hint="the log is not a dr-engine run log, or its head was removed")
     data = event.get("data") or {}
     record = RunRecord.model_validate(data.get("record") or {})
-    at = _at(event)
-    record.status = RunStatus.RUNNING
-    record.sessions = [Session(started_at=at)]
-    record.milestones.setdefault(RUN_STARTED, at)
-    return record
+    return apply_event(record, event)
 
 
 def rebuild_record(events: Iterable[dict[str, Any]]) -> RunRecord:
@@ -174,7 +175,6 @@ def rebuild_record(events: Iterable[dict[str, Any]]) -> RunRecord:
     if first is None:
         raise RunStateError("the audit log is empty")
     record = record_from_started(first)
-    record.audit_count, record.audit_head = int(first["seq"]), str(first["hash"])
     for event in iterator:
         apply_event(record, event)
     return record

@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +108,17 @@ class LoadedRunbook:
         """Line of a field path in the runbook file."""
         return line_for(self.lines, path)
 
+    @cached_property
+    def step_ids(self) -> dict[str, int]:
+        """Step id -> position of its first definition in the file."""
+        index: dict[str, int] = {}
+        for i, step in enumerate(self.runbook.steps):
+            index.setdefault(step.id, i)
+        return index
+
     def step_index(self, step_id: str) -> int:
-        """Position of a step in the file."""
-        return next(i for i, s in enumerate(self.runbook.steps) if s.id == step_id)
+        """Position of a step in the file (KeyError if absent)."""
+        return self.step_ids[step_id]
 
     def problem(self, path: PathKey, message: str, hint: str | None = None) -> Problem:
         """A located problem in this runbook."""
@@ -134,7 +143,7 @@ def _region_resolver(source: Region, target: Region, runbook: str) -> Any:
 
 def _check_references(loaded: LoadedRunbook, index: int, raw: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
-    step_ids = {s.id for s in loaded.runbook.steps}
+    step_ids = loaded.step_ids
     for field_path, text in find_references(raw):
         path: PathKey = ("steps", index, "with", *parse_path(field_path))
         ref = parse_reference(text)
@@ -169,7 +178,7 @@ def _unknown_action(loaded: LoadedRunbook, index: int, name: str) -> Problem:
     if close:
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? (`dr actions` lists all {len(registered)})"
     elif len(registered) <= 12:
-        hint = f"registered actions: {', '.join(registered)}"
+        hint = f"registered actions: {', '.join(registered)} (see `dr actions`)"
     else:
         providers = sorted({n.split('.')[0] for n in registered})
         hint = f"registered providers: {', '.join(providers)}; `dr actions` lists every action"

@@ -168,7 +168,7 @@ def build_plan(loaded: LoadedRunbook) -> ExecutionPlan:
     for number, ids in enumerate(wave_ids):
         wave = []
         for step_id in ids:
-            step = loaded.runbook.step(step_id)
+            step = steps[loaded.step_index(step_id)]
             action = loaded.actions[step_id]
             params = loaded.params.get(step_id)
             summary = action().describe(params) if params is not None else ""

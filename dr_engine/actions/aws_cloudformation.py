@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+import yaml
 from pydantic import Field
 
 from dr_engine.actions.aws_base import AwsAction, AwsParams, PollingParams, checked, connect, identity_check, poll
@@ -76,6 +77,24 @@ def read_template(template: str, ctx: StepContext) -> str:
     return body
 
 
+class _TemplateLoader(yaml.SafeLoader):
+    """YAML loader that accepts CloudFormation's short-form tags (``!Ref``, ``!Sub``...)."""
+
+
+_TemplateLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def declared_parameters(body: str) -> set[str] | None:
+    """Parameter names a template declares (None when the text cannot be read as YAML/JSON)."""
+    try:
+        document = yaml.load(body, Loader=_TemplateLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    return set(document.get("Parameters") or {})
+
+
 def outputs_of(stack: dict[str, Any]) -> dict[str, str]:
     """Stack outputs as step outputs, plus the stack id and status."""
     found = {str(o["OutputKey"]): str(o.get("OutputValue", "")) for o in stack.get("Outputs", []) or []}
@@ -113,6 +132,7 @@ class Apply(AwsAction[ApplyParams]):
     Params = ApplyParams
     permissions = ("cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents",
                    "cloudformation:CreateStack", "cloudformation:UpdateStack", "cloudformation:ValidateTemplate")
+    # Create/update only: never DeleteStack (a stack in ROLLBACK_COMPLETE is left to a person).
     example = (
         "id: apply-stack\naction: cloudformation.apply\n"
         "with:\n  stack: ledger-app\n  template: stacks/cloudformation/ledger.yaml\n"
@@ -123,6 +143,8 @@ class Apply(AwsAction[ApplyParams]):
         """Observe the stack, create or update it, wait, and return its outputs."""
         body = read_template(params.template, ctx)
         api = connect(CloudFormation, self.region(params, ctx), ctx)
+        # Validate first: a broken template fails here with a clear, permanent error.
+        api.validate(body, params.template)
         values = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.parameters.items()}
         stack = api.describe(params.stack)
         if stack is not None and str(stack["StackStatus"]).endswith("_IN_PROGRESS"):
@@ -155,9 +177,9 @@ class Apply(AwsAction[ApplyParams]):
         checks = [identity_check(region, ctx)]
 
         def template() -> str:
-            found = connect(CloudFormation, region, ctx).validate(read_template(params.template, ctx),
-                                                                  params.template)
-            declared = {p["ParameterKey"] for p in found.get("Parameters", [])}
+            body = read_template(params.template, ctx)
+            connect(CloudFormation, region, ctx).validate(body, params.template)
+            declared = declared_parameters(body) or set()
             unknown = sorted(set(params.parameters) - declared)
             if unknown:
                 raise PreconditionFailed(f"parameters not declared by the template: {', '.join(unknown)}")

@@ -24,6 +24,7 @@ from dr_engine.actions.aws_base import AwsAction, PollingParams, checked, connec
 from dr_engine.actions.base import Capability, PreflightCheck, StepContext, StepResult
 from dr_engine.actions.registry import register
 from dr_engine.errors import PreconditionFailed, VerificationFailed
+from dr_engine.model import DrillBehaviour
 from dr_engine.providers.aws.route53 import Route53, fqdn
 
 Record = dict[str, Any]
@@ -144,6 +145,8 @@ class Shift(AwsAction[RecordParams]):
     Params = RecordParams
     permissions = ("route53:ListHostedZonesByName", "route53:ListResourceRecordSets",
                    "route53:ChangeResourceRecordSets", "route53:GetChange")
+    # A drill must never move customer traffic.
+    drill_default = DrillBehaviour.SKIP
     example = (
         "id: shift-dns\naction: route53.shift\n"
         "with: {zone: bank.example, record: app.bank.example, policy: failover, value: 127.0.2.1}\n"
@@ -186,6 +189,8 @@ class Verify(AwsAction[RecordParams]):
     capability = Capability.TRAFFIC_VERIFY
     Params = RecordParams
     permissions = ("route53:ListHostedZonesByName", "route53:ListResourceRecordSets")
+    # Pairs with route53.shift, which a drill skips.
+    drill_default = DrillBehaviour.SKIP
     example = (
         "id: verify-dns\naction: route53.verify\n"
         "with: {zone: bank.example, record: app.bank.example, policy: failover, value: 127.0.2.1}\n"

@@ -146,7 +146,7 @@ class Shift(Action[ShiftParams]):
         "  value: 127.0.2.1\n"
         "  ttl: 5s\n"
         "  key_name: dr-engine-key\n"
-        "  key_secret: ${target.secrets.tsig_key}\n"
+        "  key_secret_name: tsig_key\n"
     )
 
     def run(self, params: ShiftParams, ctx: StepContext) -> StepResult:

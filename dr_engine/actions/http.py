@@ -192,7 +192,7 @@ class Verify(Action[VerifyParams]):
                 )
             needed = params.consecutive - tally.streak
             # Each remaining probe waits one interval first: give up once they cannot fit.
-            if (own is not None and own.expired) or ctx.deadline.expired or remaining() < needed * interval:
+            if (own is not None and own.expired) or ctx.deadline.expired or remaining() <= needed * interval:
                 elapsed = ctx.clock.monotonic() - started
                 ctx.log.info("%s not healthy: %d/%d in a row after %d probes", url, tally.streak,
                              params.consecutive, tally.probes)

@@ -114,12 +114,29 @@ class _Stack:
 
 
 def _stack_dir(params: StackParams, ctx: StepContext) -> Path:
-    base = Path(str(ctx.extras.get("workdir", "."))) if not Path(params.stack).is_absolute() else Path("/")
-    path = (base / params.stack).resolve()
-    if not path.is_dir() or not any(path.glob("*.tf")):
-        raise PreconditionFailed(f"terraform stack {params.stack!r} not found (no *.tf files in {path})",
-                                 hint="`stack:` is relative to the directory dr runs in (the repository root)")
-    return path
+    """Resolve ``stack:``: absolute; else against ``extras['workdir']``, the runbook's repo, the cwd."""
+    candidates = [Path(params.stack)]
+    if not candidates[0].is_absolute():
+        bases = [Path(str(ctx.extras["workdir"]))] if "workdir" in ctx.extras else []
+        if "runbook_path" in ctx.extras:  # runbooks/<name>.yaml -> the repository root
+            bases.append(Path(str(ctx.extras["runbook_path"])).resolve().parent.parent)
+        candidates = [base / params.stack for base in [*bases, Path.cwd()]]
+    for path in candidates:
+        if path.is_dir() and any(path.glob("*.tf")):
+            return path.resolve()
+    raise PreconditionFailed(f"terraform stack {params.stack!r} not found (no *.tf files in "
+                             f"{', '.join(str(p) for p in dict.fromkeys(candidates))})",
+                             hint="`stack:` is relative to the repository root (the directory dr runs in)")
+
+
+def _work_root(ctx: StepContext) -> Path:
+    """Where terraform's data dirs live: the run's state dir (pre-flight: the default state dir)."""
+    if ctx.extras.get("preflight"):
+        from dr_engine.statedir import default_state_dir
+
+        # dr plan's contexts point state_dir at the runbook folder, which must stay clean.
+        return default_state_dir().resolve() / "terraform"
+    return ctx.state_dir / "terraform"
 
 
 def _budget(params: StackParams, ctx: StepContext) -> Deadline:
@@ -155,9 +172,11 @@ def _open(params: StackParams, ctx: StepContext, *, init: bool = True) -> _Stack
         extra_env["AWS_PROFILE"] = aws.profile
     budget = _budget(params, ctx)
     scope = ctx.target.name + (f"-{workspace}" if workspace else "")
-    root = ctx.state_dir / "terraform"
+    root = _work_root(ctx)
+    step = ctx.step_id
     tf = Terraform(
-        binary=find_terraform(params.terraform_bin), tf_env=TerraformEnv(root, stack_dir, scope),
+        binary=find_terraform(params.terraform_bin),
+        tf_env=TerraformEnv(root, stack_dir, scope, ("preflight-" if ctx.extras.get("preflight") else "") + step),
         remaining=lambda: min(ctx.deadline.remaining(), budget.remaining()), now=ctx.clock.now, log=ctx.log,
         extra_env=extra_env, local_endpoint=endpoint is not None, redact=Redactor(secrets.values()),
     )
@@ -293,7 +312,7 @@ class Apply(Action[StackParams]):
         outputs = {name: _string(item.get("value")) for name, item in raw.items() if not item.get("sensitive")}
         withheld = sorted(name for name, item in raw.items() if item.get("sensitive"))
         return StepResult(
-            summary=(f"applied: {summary.describe()}" if summary.changes else "no changes") + f" ({stack.where})",
+            summary=(f"applied {summary.describe()}" if summary.changes else "no changes") + f" in {stack.where}",
             changed=summary.changes,
             outputs=outputs,
             facts={**stack.facts(), "add": summary.add, "change": summary.change, "destroy": summary.destroy,
@@ -307,8 +326,14 @@ class Apply(Action[StackParams]):
             summary = _plan(stack, ctx)
         except DrError as exc:
             return [_failed_check(f"terraform {params.stack}: CLI, state backend and plan", exc)]
+        # Creating what is missing is the apply's job; existing resources that would be changed
+        # or destroyed mean the target drifted from the code, which `dr plan` must show.
+        drifted = bool(summary.change or summary.destroy or summary.drifted)
+        detail = summary.describe() + (f" [{', '.join(summary.addresses)}]" if summary.addresses else "")
         return [PreflightCheck(f"terraform {params.stack}: state backend {stack.where}", True,
-                               f"terraform {stack.tf.version_text()}; apply would do: {summary.describe()}")]
+                               f"terraform {stack.tf.version_text()}"),
+                PreflightCheck(f"terraform {params.stack}: existing resources match the code", not drifted,
+                               f"apply would do: {detail}")]
 
     def describe(self, params: StackParams) -> str:
         """The stack being applied."""
@@ -389,6 +414,8 @@ class CheckState(Action[CheckStateParams]):
             stack = _open(params, ctx)
             self._check_lock(stack, params, ctx, may_break=False)
         except DrError as exc:
+            if params.create_missing and "does not exist" in exc.message:
+                return [PreflightCheck(name, True, "state backend missing; this step creates it (create_missing)")]
             return [_failed_check(name, exc)]
         return [PreflightCheck(name, True, f"{stack.where}, terraform {stack.tf.version_text()}")]
 

@@ -13,6 +13,10 @@ from dr_engine.cli.common import STATE, EXIT_FAILED
 #: Command modules; each defines ``register(app)``. Imported lazily by :func:`build_app`.
 COMMAND_MODULES: tuple[str, ...] = (
     "dr_engine.cli.config_cmds",
+    "dr_engine.cli.aws_cmds",
+    "dr_engine.cli.run_cmds",
+    "dr_engine.cli.report_cmds",
+    "dr_engine.cli.world_cmds",
 )
 
 

@@ -125,13 +125,22 @@ def render_plan(plan: ExecutionPlan) -> None:
 def plan_cmd(
     runbook: str = typer.Argument(..., help="Runbook name (runbooks/NAME.yaml) or path."),
     output: Output = typer.Option(Output.TEXT, "--output", "-o", help="text or json"),
+    preflight: bool | None = typer.Option(None, "--preflight/--no-preflight",
+                                   help="Run read-only pre-flight checks (default: when any step has them)."),
 ) -> None:
     """Print the ordered plan (waves, actions, timeouts, invariants checked). Changes nothing."""
+    from dr_engine.cli.preflight_view import as_json, preflight_for, render_preflight
+
     plan = build_plan(load_runbook(resolve_runbook(runbook)))
+    checks = preflight_for(plan, preflight)
     if output is Output.JSON:
-        print_json(plan.to_dict())
+        print_json({**plan.to_dict(), **as_json(checks)})
     else:
         render_plan(plan)
+        if checks is not None:
+            render_preflight(checks)
+    if checks and any(not c.ok for step in checks.values() for c in step):
+        raise typer.Exit(1)  # the plan is printed; failed pre-flight checks fail the command
 
 
 def action_info(name: str) -> dict[str, Any]:

@@ -2,13 +2,14 @@
 
 from dr_engine.model.region import AwsSettings, Region, SecretRef
 from dr_engine.model.runbook import DrillBehaviour, Fencing, Objectives, Retry, RunMode, Runbook, Step
-from dr_engine.model.units import Duration, format_duration, parse_duration
+from dr_engine.model.units import Duration, Interval, format_duration, parse_duration
 
 __all__ = [
     "AwsSettings",
     "DrillBehaviour",
     "Duration",
     "Fencing",
+    "Interval",
     "Objectives",
     "Region",
     "Retry",

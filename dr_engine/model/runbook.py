@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from dr_engine.model.region import NAME_PATTERN, StrictModel
-from dr_engine.model.units import Duration
+from dr_engine.model.units import Duration, Interval
 
 ACTION_PATTERN = r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$"
 #: Upper bound on steps: far beyond any real runbook, low enough to refuse a runaway file.
@@ -98,7 +98,7 @@ class Runbook(StrictModel):
     fencing: Fencing = Field(default=Fencing.STRICT, strict=False,
                              description="strict: every promote needs a fence first; best-effort: audited")
     owner: str | None = Field(default=None, description="Team accountable for this runbook")
-    drill_interval: Duration = Field(
+    drill_interval: Interval = Field(
         default=timedelta(days=365), description="How often a successful test is due"
     )
     steps: Annotated[list[Step], Field(min_length=1, max_length=MAX_STEPS)]

@@ -11,12 +11,14 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+$")
 _FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-#: Longest duration accepted anywhere: a week. Longer values are almost always typos.
+#: Longest duration accepted for timeouts, objectives and waits: a week. Longer is almost always a typo.
 MAX_SECONDS = 7 * 86400.0
+#: Longest calendar interval (e.g. how often a drill is due): ten years.
+MAX_INTERVAL_SECONDS = 3650 * 86400.0
 DURATION_HINT = "write a number with a unit: 250ms, 30s, 5m, 1h, 1h30m (or 0 for none)"
 
 
-def parse_duration(value: Any) -> timedelta:
+def parse_duration(value: Any, max_seconds: float = MAX_SECONDS) -> timedelta:
     """Parse ``"90s"``/``"1h30m"`` (or the number 0) into a :class:`timedelta`.
 
     Bare numbers other than 0 are refused because their unit would be a guess.
@@ -43,8 +45,9 @@ def parse_duration(value: Any) -> timedelta:
         raise ValueError(f"expected a duration string, got {type(value).__name__}; {DURATION_HINT}")
     if seconds < 0:
         raise ValueError(f"negative duration {value!r}; durations must be >= 0")
-    if seconds > MAX_SECONDS:
-        raise ValueError(f"duration {value!r} is longer than a week; is that a typo?")
+    if seconds > max_seconds:
+        limit = "a week" if max_seconds == MAX_SECONDS else format_duration(timedelta(seconds=max_seconds))
+        raise ValueError(f"duration {value!r} is longer than {limit}; is that a typo?")
     return timedelta(seconds=seconds)
 
 
@@ -55,6 +58,8 @@ def format_duration(value: timedelta) -> str:
         return "0s"
     if seconds < 1:
         return f"{_number(seconds * 1000)}ms"
+    if seconds % 86400 == 0:
+        return f"{_number(seconds / 86400)}d"
     if seconds % 3600 == 0:
         return f"{_number(seconds / 3600)}h"
     if seconds % 60 == 0 and seconds >= 60:
@@ -67,16 +72,35 @@ def _number(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
+_SCHEMA_PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h|d))+$|^0$"
+
 Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema(
         {
-            "type": "string",
-            "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$|^0$",
-            "description": "A duration: 250ms, 30s, 5m, 1h, 1h30m",
+            "anyOf": [{"type": "string", "pattern": _SCHEMA_PATTERN}, {"const": 0}],
+            "description": "A duration: 250ms, 30s, 5m, 1h, 1h30m (at most a week)",
         }
     ),
 ]
-"""A non-negative duration written with a unit; serialised back as text."""
+"""A non-negative duration written with a unit (at most a week); serialised back as text."""
+
+
+def _parse_interval(value: Any) -> timedelta:
+    return parse_duration(value, MAX_INTERVAL_SECONDS)
+
+
+Interval = Annotated[
+    timedelta,
+    BeforeValidator(_parse_interval),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "pattern": _SCHEMA_PATTERN}, {"const": 0}],
+            "description": "A calendar interval: 90d, 180d, 365d (at most ten years)",
+        }
+    ),
+]
+"""Like :data:`Duration` but for calendar intervals (drill cadence), up to ten years."""

@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,7 +63,8 @@ PASSTHROUGH = (
     "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_SESSION_NAME",
 )
 CLI_CONFIG = "# Written by dr-engine: terraform runs must not depend on the operator's ~/.terraformrc.\n" \
-             "disable_checkpoint = true\n"
+             "disable_checkpoint = true\n" \
+             "plugin_cache_dir = \"{cache}\"\n"
 
 _versions: dict[str, tuple[int, int, int]] = {}
 
@@ -105,6 +107,9 @@ class TerraformEnv:
     root: Path
     stack_dir: Path
     scope: str  # e.g. "us-west-2" or "us-west-2-blue" (region + workspace)
+    #: Steps running at the same time (one wave, or ``dr plan``'s concurrent pre-flight) must
+    #: not share a data dir: concurrent ``init`` runs corrupt its backend file.
+    step: str = "default"
 
     @property
     def home(self) -> Path:
@@ -118,17 +123,19 @@ class TerraformEnv:
 
     @property
     def data_dir(self) -> Path:
-        """``TF_DATA_DIR`` for this stack and scope, so regions never share backend settings."""
+        """``TF_DATA_DIR`` per stack, scope and step, so regions never share backend settings."""
         digest = hashlib.sha256(str(self.stack_dir.resolve()).encode()).hexdigest()[:8]
-        return self.root / "data" / f"{self.stack_dir.name}-{digest}" / self.scope
+        return self.root / "data" / f"{self.stack_dir.name}-{digest}" / self.scope / self.step
 
     def prepare(self) -> None:
         """Create the directories (private: var files may hold values) and the CLI config."""
-        for directory in (self.home, self.data_dir):
+        cache = self.root / "plugin-cache"  # shared, so per-step data dirs download providers once
+        for directory in (self.home, self.data_dir, cache):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not self.cli_config.is_file() or self.cli_config.read_text(encoding="utf-8") != CLI_CONFIG:
-            tmp = self.cli_config.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(CLI_CONFIG, encoding="utf-8")
+        wanted = CLI_CONFIG.format(cache=cache)
+        if not self.cli_config.is_file() or self.cli_config.read_text(encoding="utf-8") != wanted:
+            tmp = self.cli_config.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_text(wanted, encoding="utf-8")
             tmp.replace(self.cli_config)
 
 
@@ -251,7 +258,8 @@ class Terraform:
         output = self.redact(result.output)
         where = f"{self.tf_env.stack_dir.name} ({self.tf_env.scope})"
         kind = classify(output)
-        detail = first_error(output)
+        # Diagnostics go to stderr; stdout's progress lines would only pad the message.
+        detail = first_error(self.redact(result.stderr) if "Error:" in result.stderr else output)
         if kind is Failure.LOCKED:
             lock = parse_lock_info(output) or LockInfo(id="?")
             return StateLocked(

@@ -147,18 +147,18 @@ def timeline_chart(report: RunReport, fmt: ChartFormat = "svg") -> bytes:
             ax.axvline(rec.rto_target_seconds / unit, color=COLORS["target"], linewidth=1.2, linestyle="--")
             ax.text(rec.rto_target_seconds / unit, -0.65, f"target {fmt_seconds(rec.rto_target_seconds)} ",
                     color=COLORS["target"], fontsize=8, va="bottom", ha="right")
-        ax.set_xlabel(f"{unit_name} since incident start (T0 = {fmt_ts(origin, ms=False)})")
+        beyond = "" if show_target else f"; RTO target {fmt_seconds(rec.rto_target_seconds)} is off the scale"
+        ax.set_xlabel(f"{unit_name} since incident start (T0 = {fmt_ts(origin, ms=False)}){beyond}")
         ax.grid(axis="x", color=COLORS["grid"], linewidth=0.8)
         ax.set_axisbelow(True)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
-        ax.legend(handles=[
+        fig.legend(handles=[
             Patch(color=COLORS["ok"], label="machine time"),
             Patch(color=COLORS["human"], label="human wait (approval)"),
             Patch(facecolor=COLORS["failed"], hatch="///", edgecolor="#742a2a", label="failed attempt / step"),
             Patch(color=COLORS["skipped"], label="skipped"),
-        ], loc="upper center", bbox_to_anchor=(0.5, -0.32 if len(rows) < 4 else -0.14 * 8 / (len(rows) + 4)),
-            ncol=4, frameon=False, fontsize=8)
+        ], loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, frameon=False, fontsize=8)
         return _save(fig, fmt)
 
 

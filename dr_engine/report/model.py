@@ -320,8 +320,10 @@ _EVENT_TEXT = {
     "approval.granted": "Approval granted",
     "approval.rejected": "Approval rejected",
     "override": "Safety override",
+    "note.added": "Note",
 }
 _MILESTONE_TEXT = {
+    "incident_started": "Incident started (declared)",
     "fenced": "Milestone: old primary fenced",
     "promoted": "Milestone: target data promoted",
     "traffic_shifted": "Milestone: traffic shifted to target",
@@ -334,11 +336,10 @@ _SEVERITY = {"step.failed": "bad", "run.halted": "bad", "approval.rejected": "ba
 def _timeline(record: dict[str, Any], events: list[dict[str, Any]]) -> list[TimelineEntry]:
     entries: list[TimelineEntry] = []
     incident = record.get("incident_started_at")
-    started = record.get("started_at")
-    if incident and started and incident != started:
-        entries.append(TimelineEntry(at=str(incident), event="Incident started (declared)",
-                                     detail="RTO is measured from this moment", severity="bad"))
     evented = {str(_data(e).get("name")) for e in events if e.get("type") == "milestone"}
+    if incident and "incident_started" not in evented:
+        entries.append(TimelineEntry(at=str(incident), event=_MILESTONE_TEXT["incident_started"],
+                                     detail="RTO is measured from this moment", severity="bad"))
     for name, at in (record.get("milestones") or {}).items():
         if name in _MILESTONE_TEXT and name not in evented:
             entries.append(TimelineEntry(at=str(at), event=_MILESTONE_TEXT[name],
@@ -361,6 +362,8 @@ def _timeline(record: dict[str, Any], events: list[dict[str, Any]]) -> list[Time
             name = str(data.get("name") or data.get("milestone") or "milestone")
             label = _MILESTONE_TEXT.get(name, "Milestone: " + name.replace("_", " "))
             severity = "good" if name in ("healthy", "recovered", "traffic_shifted") else "info"
+            if name == "incident_started":
+                detail, severity = "RTO is measured from this moment", "bad"
         else:
             label = _EVENT_TEXT.get(kind, kind)
             detail = _event_detail(kind, data)
@@ -378,8 +381,14 @@ def _timeline(record: dict[str, Any], events: list[dict[str, Any]]) -> list[Time
 
 def _event_detail(kind: str, data: dict[str, Any]) -> str:
     if kind in ("run.started", "run.resumed"):
-        parts = [str(data[k]) for k in ("reason", "mode") if data.get(k)]
+        nested = data.get("record")
+        source = nested if isinstance(nested, dict) else data
+        parts = [str(source[k]) for k in ("mode", "reason") if source.get(k)]
+        if kind == "run.resumed" and data.get("previous_status"):
+            parts.insert(0, f"was {data['previous_status']}")
         return " - ".join(parts)
+    if kind == "note.added":
+        return str(data.get("text") or data.get("action") or "")
     if kind == "step.failed":
         return _error_text(data.get("error")) or str(data.get("message") or "")
     if kind == "step.skipped":
@@ -458,9 +467,10 @@ def _deviations(record: dict[str, Any], steps: list[StepRow], attempts: list[Att
                                reason=str(override.get("detail") or ""), at=override.get("at"),
                                actor=str(override.get("actor") or "")))
     if record.get("rto_met") is False:
+        rto = record.get("rto_seconds")
+        achieved = f"achieved {fmt_seconds(rto)}" if rto is not None else "recovery was not reached"
         found.append(Deviation(kind="objective-breach", detail="RTO objective missed",
-                               reason=f"achieved {fmt_seconds(record.get('rto_seconds'))} against a target of "
-                               f"{fmt_seconds(record.get('rto_target_seconds'))}"))
+                               reason=f"{achieved} against a target of {fmt_seconds(record.get('rto_target_seconds'))}"))
     if record.get("rpo_met") is False:
         found.append(Deviation(kind="objective-breach", detail="RPO objective missed",
                                reason=_rpo_achieved(record) + f" against a target of "

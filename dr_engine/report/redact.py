@@ -7,6 +7,7 @@ that goes into one passes through :func:`redact_value` first:
 
 - ``scheme://user:PASSWORD@host`` -> ``scheme://user:***@host``
 - ``password=...``, ``token: ...``, ``secret=...``, ``api_key=...`` (and quoted forms) -> ``***``
+  (not ``${target.secrets.NAME}`` references or ``{env: VAR}`` lookups: those are not values)
 - ``Authorization: Bearer ...`` -> ``Bearer ***``
 - AWS secret access keys after ``aws_secret_access_key`` and long private-key blocks
 - any mapping value whose *key* names a secret (``password``, ``dsn_password``, ``token`` ...)
@@ -30,18 +31,18 @@ _SECRET_TOKENS = frozenset({
 _SECRET_JOINED = ("password", "passwd", "apikey", "accesskey", "privatekey", "secretkey", "clientsecret",
                   "sessionkey", "authtoken")
 #: ``scheme://user:password@`` in URLs and DSNs.
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@]*:)(?P<pw>[^\s@/]+)(?P<tail>@)")
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@<>]*:)(?P<pw>[^\s@/<>]+)(?P<tail>@)")
 #: ``key=value`` / ``key: value`` / ``"key": "value"`` where key names a secret.
 _KV_SECRET = re.compile(
     r"(?P<key>[\"']?[A-Za-z0-9_\-]*"
     r"(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)"
-    r"[A-Za-z0-9_\-]*[\"']?\s*[=:]\s*)(?P<q>[\"']?)(?P<val>[^\s\"',;&}]+)",
+    r"[A-Za-z0-9_\-]*[\"']?[ \t]*[=:][ \t]*)(?P<q>[\"']?)(?!\$\{|\{|\*\*\*)(?P<val>[^\s\"',;&}<>]+)",
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}")
 _PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL)
 #: AWS access key ids are not secret on their own, but secret keys are 40 chars of base64.
-_AWS_SECRET = re.compile(r"(?i)(aws_secret_access_key\s*[=:]\s*)[A-Za-z0-9/+=]{40}")
+_AWS_SECRET = re.compile(r"(?i)(aws_secret_access_key[ \t]*[=:][ \t]*)[A-Za-z0-9/+=]{40}")
 
 
 def redact_text(text: str) -> str:

@@ -31,10 +31,12 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from pydantic import SecretStr
 
 from dr_engine.providers.dns import DnsServer, TsigKey, absolute_name, is_listening
+from dr_engine.world.pids import pid_runs, stop_pid
 
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 15353
@@ -83,6 +85,7 @@ class BindServer:
         self._secret = secret if secret is not None else generate_tsig_secret()
         self._named = named
         self._process: subprocess.Popen[bytes] | None = None
+        self._adopted_pid: int | None = None  # a named started by another process (from_dict)
         self._log_handle: int | None = None
 
     # -- what clients need -------------------------------------------------------------------
@@ -103,9 +106,37 @@ class BindServer:
         return self.root / "named.log"
 
     @property
+    def secret_file(self) -> Path:
+        """File holding the TSIG secret (mode 0600), usable as a region's ``secrets: {file: ...}``."""
+        return self.root / "tsig.secret"
+
+    @property
     def pid(self) -> int | None:
         """PID of the running named, or None."""
-        return self._process.pid if self._process is not None and self._process.poll() is None else None
+        if self._process is not None:
+            return self._process.pid if self._process.poll() is None else None
+        if self._adopted_pid is not None and pid_runs(self._adopted_pid, "named"):
+            return self._adopted_pid
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description for a state file (no secret: it stays in :attr:`secret_file`)."""
+        return {"root": str(self.root), "address": self.address, "port": self.port, "zone": self.zone,
+                "ttl": self.ttl, "key_name": self.key_name, "records": self.records, "pid": self.pid}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BindServer:
+        """Re-attach to a server described by :meth:`to_dict` (e.g. for ``dr world down``)."""
+        root = Path(data["root"])
+        try:
+            secret: SecretStr | None = SecretStr((root / "tsig.secret").read_text().strip())
+        except OSError:
+            secret = None
+        server = cls(root, address=data["address"], port=int(data["port"]), zone=data["zone"],
+                     records=data.get("records"), ttl=int(data.get("ttl", 5)), key_name=data["key_name"],
+                     secret=secret)
+        server._adopted_pid = int(data["pid"]) if data.get("pid") else None
+        return server
 
     def fqdn(self, name: str) -> str:
         """``ledger`` -> ``ledger.bank.test.``."""
@@ -149,11 +180,24 @@ class BindServer:
                 raise BindError(f"named exited with code {code} during start-up:\n{self.log_tail()}")
             if is_listening(self.server, self.zone, timeout=0.2):
                 return
+            if self._running_without_socket():
+                self.stop()
+                raise BindError(
+                    f"named runs but does not listen on {self.address}: BIND only listens on addresses "
+                    "configured on an interface (127.0.0.1 on loopback; another 127.x address needs "
+                    f"`ip addr add {self.address}/32 dev lo`). Use address 127.0.0.1 with its own port."
+                )
             time.sleep(0.02)
         self.stop()
         raise BindError(
             f"named did not answer for {self.zone} at {self.server} within {timeout:g}s:\n{self.log_tail()}"
         )
+
+    def _running_without_socket(self) -> bool:
+        """named logs ``running`` after binding: without a ``listening on`` line for us, it never will."""
+        text = self.log_tail(200)
+        messages = [line.split(" ", 2)[-1].strip() for line in text.splitlines()]
+        return "running" in messages and f"{self.address}#{self.port}" not in text
 
     def ready(self) -> bool:
         """True when named runs and answers the zone's SOA."""
@@ -161,6 +205,9 @@ class BindServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop named by its PID: SIGTERM, then SIGKILL after ``timeout``. Safe to call twice."""
+        if self._adopted_pid is not None:
+            stop_pid(self._adopted_pid, "named", timeout)
+            self._adopted_pid = None
         process = self._process
         if process is not None and process.poll() is None:
             # A SIGSTOPped named (region outage simulation) must be continued to handle SIGTERM.
@@ -211,6 +258,7 @@ class BindServer:
         conf = self.root / "named.conf"
         _write_private(conf, self._config(zone_file))
         _write_private(zone_file, self._zone_text())
+        self.write_secret_file(self.secret_file)
         if as_root:
             entry = pwd.getpwnam(BIND_USER)
             for path in (self.root, conf, zone_file):

@@ -42,7 +42,11 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from dr_engine.world.pids import pid_runs, stop_pid
+
 DSN_ENV = "DR_LEDGER_DSN"
+#: Part of the app's command line, checked before signalling a recorded PID (PIDs get reused).
+PROCESS_MARKER = "dr_engine.world.ledger_app"
 
 #: The ledger schema. ``ack_seq`` is the writer's own sequence number: it survives a failover
 #: unchanged (unlike ids drawn from a sequence), so acknowledged writes can be matched exactly.
@@ -271,14 +275,15 @@ class LedgerServer:
     def __init__(self, address: str, port: int, dsn: str, region: str, *, db_timeout: float = 2.0) -> None:
         self.address = address
         self._requested_port = port
+        self._port = port
         self.ledger = Ledger(dsn, region, timeout=db_timeout)
         self._httpd: _LedgerHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
-        """The port actually bound."""
-        return self._httpd.server_address[1] if self._httpd is not None else self._requested_port
+        """The port actually bound (the requested one before :meth:`start`)."""
+        return self._port
 
     @property
     def url(self) -> str:
@@ -288,6 +293,7 @@ class LedgerServer:
     def start(self) -> None:
         """Bind and serve on a daemon thread."""
         self._httpd = _LedgerHTTPServer((self.address, self._requested_port), self.ledger)
+        self._port = int(self._httpd.server_address[1])
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"ledger-{self.ledger.region}", daemon=True)
         self._thread.start()
@@ -324,6 +330,7 @@ class LedgerProcess:
         self._db_timeout = db_timeout
         self.log_file = log_file
         self._process: subprocess.Popen[bytes] | None = None
+        self._adopted_pid: int | None = None  # started by another process (from_dict)
 
     @property
     def url(self) -> str:
@@ -333,14 +340,31 @@ class LedgerProcess:
     @property
     def pid(self) -> int | None:
         """PID of the running app, or None."""
-        return self._process.pid if self._process is not None and self._process.poll() is None else None
+        if self._process is not None:
+            return self._process.pid if self._process.poll() is None else None
+        if self._adopted_pid is not None and pid_runs(self._adopted_pid, PROCESS_MARKER):
+            return self._adopted_pid
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description for a state file (no DSN: it may hold a password)."""
+        return {"address": self.address, "port": self.port, "region": self.region, "pid": self.pid,
+                "log_file": str(self.log_file) if self.log_file else None}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], dsn: str = "") -> LedgerProcess:
+        """Re-attach to an app described by :meth:`to_dict` (to stop it or ask it, not to restart it)."""
+        app = cls(data["address"], int(data["port"]), dsn, data["region"],
+                  log_file=Path(data["log_file"]) if data.get("log_file") else None)
+        app._adopted_pid = int(data["pid"]) if data.get("pid") else None
+        return app
 
     def start(self, timeout: float = 10.0) -> None:
         """Start ``python -m dr_engine.world.ledger_app`` and wait until ``/livez`` answers."""
         if self.pid is not None:
             return
         env = {**os.environ, DSN_ENV: self._dsn}
-        argv = [sys.executable, "-m", "dr_engine.world.ledger_app", "--listen", f"{self.address}:{self.port}",
+        argv = [sys.executable, "-m", PROCESS_MARKER, "--listen", f"{self.address}:{self.port}",
                 "--region", self.region, "--db-timeout", str(self._db_timeout)]
         with contextlib.ExitStack() as stack:
             log = stack.enter_context(self.log_file.open("ab")) if self.log_file else subprocess.DEVNULL
@@ -365,6 +389,9 @@ class LedgerProcess:
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGCONT (in case it was frozen), SIGTERM, then SIGKILL; by PID only."""
+        if self._adopted_pid is not None:
+            stop_pid(self._adopted_pid, PROCESS_MARKER, timeout)
+            self._adopted_pid = None
         process = self._process
         if process is None or process.poll() is not None:
             return

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from runbook_fixtures import CORPUS_REGIONS, LoadRunbook, WriteRunbook
 
 from dr_engine.actions.registry import register, unregister
 from dr_engine.loader import LoadedRunbook, load_runbook
-
-REPO = Path(__file__).resolve().parents[2]
-CORPUS_REGIONS = REPO / "tests" / "corpus" / "regions"
 
 HEADER = """runbook: {name}
 source: east
@@ -35,9 +33,6 @@ def fake_actions() -> Iterator[None]:
             unregister(cls.name)
 
 
-WriteRunbook = Callable[..., Path]
-
-
 @pytest.fixture
 def write_runbook(tmp_path: Path) -> WriteRunbook:
     """Write a runbook with the standard header (east -> west) and the given steps YAML."""
@@ -48,9 +43,6 @@ def write_runbook(tmp_path: Path) -> WriteRunbook:
         return path
 
     return write
-
-
-LoadRunbook = Callable[..., LoadedRunbook]
 
 
 @pytest.fixture

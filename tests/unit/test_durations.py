@@ -61,7 +61,8 @@ def test_refused(value: Any, fragment: str) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0, "0s"), (0.25, "250ms"), (30, "30s"), (90, "90s"), (300, "5m"), (3600, "1h"), (5400, "90m"), (1.5, "1.5s")],
+    [(0, "0s"), (0.25, "250ms"), (30, "30s"), (90, "90s"), (300, "5m"), (3600, "1h"), (5400, "90m"), (1.5, "1.5s"),
+     (86400, "1d"), (1000.001, "1000.001s")],
 )
 def test_format(seconds: float, text: str) -> None:
     assert format_duration(timedelta(seconds=seconds)) == text
@@ -71,3 +72,15 @@ def test_format(seconds: float, text: str) -> None:
 def test_format_parse_round_trip(millis: int) -> None:
     value = timedelta(milliseconds=millis)
     assert abs(parse_duration(format_duration(value)) - value) < timedelta(milliseconds=1)
+
+
+def test_intervals_may_be_long_durations_may_not() -> None:
+    from dr_engine.model import Runbook
+
+    base = {"runbook": "x", "source": "a", "target": "b", "objectives": {"rto": "5m", "rpo": "0s"},
+            "steps": [{"id": "a", "action": "x.y"}]}
+    assert Runbook.model_validate({**base, "drill_interval": "180d"}).drill_interval == timedelta(days=180)
+    with pytest.raises(ValueError, match="longer than 3650d"):
+        Runbook.model_validate({**base, "drill_interval": "4000d"})
+    with pytest.raises(ValueError, match="longer than a week"):
+        Runbook.model_validate({**base, "objectives": {"rto": "180d", "rpo": "0s"}})

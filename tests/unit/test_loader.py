@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS_REGIONS, LoadRunbook, WriteRunbook
+from runbook_fixtures import CORPUS_REGIONS, LoadRunbook, WriteRunbook
 
 from dr_engine.errors import ConfigError, UnknownAction
 from dr_engine.loader import SECRET_PLACEHOLDER, default_regions_dir, display_path, load_region, load_regions

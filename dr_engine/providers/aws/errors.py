@@ -74,9 +74,9 @@ def classify(exc: BaseException, what: str, permission: str = "") -> StepFailed:
         NoCredentialsError,
         PartialCredentialsError,
         ReadTimeoutError,
-        ResponseParserError,
     )
     from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.parsers import ResponseParserError
 
     if isinstance(exc, ReadTimeoutError | ConnectTimeoutError):
         return TransientError(f"{what}: timed out ({exc})",
@@ -129,12 +129,13 @@ def call(
     exist" and return None instead of raising, so providers can observe state first.
     """
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
 
     operation = client.meta.method_to_api_mapping.get(method, method)
     permission = iam_action(client, operation)
     try:
         return getattr(client, method)(**kwargs)
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         if isinstance(exc, ClientError) and (
             error_code(exc) in absent or (absent_if is not None and absent_if(exc))
         ):

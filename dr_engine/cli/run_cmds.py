@@ -1,0 +1,268 @@
+"""``dr failover``, ``dr resume``, ``dr runs``, ``dr show``, ``dr audit verify``."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from dr_engine.audit import read_events, verify
+from dr_engine.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    STATE,
+    Output,
+    err,
+    handle_errors,
+    out,
+    print_json,
+    state_dir_option,
+)
+from dr_engine.cli.live import LiveProgress
+from dr_engine.clock import parse_utc
+from dr_engine.errors import DrError
+from dr_engine.journal import rebuild_record
+from dr_engine.loader import load_runbook
+from dr_engine.model import RunMode
+from dr_engine.plan import ExecutionPlan, build_plan
+from dr_engine.prefect_env import configure, server_mode
+from dr_engine.record import AUDIT_FILE, RunRecord, RunStatus
+from dr_engine.run import RunOptions
+from dr_engine.runbooks import resolve_runbook
+from dr_engine.statedir import StateDir
+from dr_engine.summary import fmt_seconds, rpo_line, rto_line, time_line
+
+
+def render_result(record: RunRecord, state_dir: Path) -> None:
+    """Print the end of a run: outcome, what changed, RTO/RPO, where the record is."""
+    console = out()
+    state = StateDir(state_dir)
+    console.print(f"Run {record.run_id}: {record.status.value.upper()}", markup=False)
+    if record.error is not None:
+        console.print(f"  halted at step {record.halted_at_step}: {record.error.kind}: {record.error.message}",
+                      markup=False)
+        if record.error.hint:
+            console.print(f"  hint: {record.error.hint}", markup=False)
+    changed = [s for s in record.steps if s.id in record.changed_steps]
+    if record.status is not RunStatus.SUCCEEDED:
+        console.print("  changed so far: " + (", ".join(f"{s.id} ({s.summary})" for s in changed) or "nothing"),
+                      markup=False)
+        pending = [s.id for s in record.steps if s.status.value == "pending"]
+        if pending:
+            console.print(f"  not run: {', '.join(pending)}", markup=False)
+        console.print(f"  resume with: dr resume {record.run_id}" + (f" --state-dir {state_dir}"
+                                                                      if str(state_dir) != ".dr" else ""),
+                      markup=False)
+    console.print(f"  {rto_line(record)}", markup=False)
+    console.print(f"  {rpo_line(record)}", markup=False)
+    console.print(f"  {time_line(record)}", markup=False)
+    console.print(f"  run record: {state.run_file(record.run_id)}", markup=False)
+    console.print(f"  audit log:  {state.audit_file(record.run_id)}", markup=False)
+
+
+def execute_and_render(plan: ExecutionPlan, options: RunOptions, *, live: bool = True) -> int:
+    """Run ``plan`` through Prefect with live progress, print the summary; return the exit code.
+
+    Used by ``dr failover`` and ``dr demo``. DrErrors raised before the run starts (lock held,
+    bad incident time) are printed and mapped to their exit code.
+    """
+    configure(options.state_dir, quiet_console=True)
+    from flows.failover import launch  # Prefect is imported only when something runs
+
+    try:
+        record = launch(plan, options, progress=LiveProgress(err()) if live else None)
+    except DrError as exc:
+        if STATE.debug:
+            raise
+        err().print(f"error: {exc}", markup=False)
+        return exc.exit_code
+    render_result(record, options.state_dir)
+    return EXIT_OK if record.status is RunStatus.SUCCEEDED else EXIT_FAILED
+
+
+def resume_and_render(state_dir: Path, run_id: str, *, force: bool = False, reason: str = "",
+                      take_over_lock: bool = False, live: bool = True) -> int:
+    """Resume a run through Prefect with live progress; return the exit code."""
+    configure(state_dir, quiet_console=True)
+    from flows.failover import resume_run
+
+    record = resume_run(state_dir, run_id, force=force, reason=reason, take_over_lock=take_over_lock,
+                        progress=LiveProgress(err()) if live else None)
+    render_result(record, state_dir)
+    return EXIT_OK if record.status is RunStatus.SUCCEEDED else EXIT_FAILED
+
+
+def _confirm(plan: ExecutionPlan, yes: bool) -> None:
+    rb = plan.loaded.runbook
+    console = err()
+    console.print(f"About to FAIL OVER '{rb.runbook}' from {rb.source} to {rb.target}: {len(plan.steps)} steps in "
+                  f"{len(plan.waves)} waves, RTO objective {fmt_seconds(rb.objectives.rto.total_seconds())}, "
+                  f"RPO objective {fmt_seconds(rb.objectives.rpo.total_seconds())}.", markup=False)
+    console.print(f"Prefect: {'server ' + 'at PREFECT_API_URL' if server_mode() else 'embedded (local)'}",
+                  markup=False)
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        console.print("error: refusing to fail over without confirmation: no terminal to ask on\n"
+                      "  hint: pass --yes to confirm non-interactively", markup=False)
+        raise typer.Exit(EXIT_USAGE)
+    answer = typer.prompt(f"Type the runbook name ({rb.runbook}) to confirm", default="", show_default=False)
+    if answer.strip() != rb.runbook:
+        console.print("aborted: the name did not match; nothing was changed", markup=False)
+        raise typer.Exit(EXIT_USAGE)
+
+
+@handle_errors
+def failover_cmd(
+    runbook: str = typer.Argument(..., help="Runbook name (runbooks/NAME.yaml) or path."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    reason: str = typer.Option("", "--reason", help="Why (recorded in the run record and audit log)."),
+    incident_start: str = typer.Option(None, "--incident-start",
+                                       help="When the outage began (ISO 8601 UTC); RTO is measured from it. "
+                                            "Default: the run start."),
+    allow_data_loss: bool = typer.Option(False, "--allow-data-loss",
+                                         help="Let lag gates proceed past the RPO (audited override)."),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Steps run at the same time."),
+    take_over_lock: bool = typer.Option(False, "--take-over-lock",
+                                        help="Take over a STALE failover lock (holder dead or expired)."),
+    state_dir: Path = state_dir_option(),
+) -> None:
+    """Fail an application over to its target region (asks you to type the runbook name)."""
+    incident: datetime | None = None
+    if incident_start:
+        try:
+            incident = parse_utc(incident_start)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--incident-start") from exc
+    plan = build_plan(load_runbook(resolve_runbook(runbook)))
+    _confirm(plan, yes)
+    options = RunOptions(mode=RunMode.FAILOVER, state_dir=state_dir, incident_start=incident,
+                         allow_data_loss=allow_data_loss, reason=reason, concurrency=concurrency,
+                         take_over_lock=take_over_lock)
+    raise typer.Exit(execute_and_render(plan, options))
+
+
+@handle_errors
+def resume_cmd(
+    run_id: str = typer.Argument(..., help="Run id (a unique prefix or 'latest' works)."),
+    force: bool = typer.Option(False, "--force", help="Resume even though the runbook file changed (audited)."),
+    reason: str = typer.Option("", "--reason", help="Why (recorded in the audit log)."),
+    take_over_lock: bool = typer.Option(False, "--take-over-lock", help="Take over a stale lock of another run."),
+    state_dir: Path = state_dir_option(),
+) -> None:
+    """Resume an interrupted or halted run: finished steps are skipped, the rest re-run."""
+    raise typer.Exit(resume_and_render(state_dir, run_id, force=force, reason=reason,
+                                       take_over_lock=take_over_lock))
+
+
+def _run_row(record: RunRecord) -> dict[str, Any]:
+    return {"run_id": record.run_id, "runbook": record.runbook, "mode": record.mode, "status": record.status.value,
+            "started_at": record.started_at, "finished_at": record.finished_at, "rto_seconds": record.rto_seconds,
+            "rto_met": record.rto_met, "rpo_met": record.rpo_met, "triggered_by": record.triggered_by}
+
+
+@handle_errors
+def runs_cmd(
+    output: Output = typer.Option(Output.TEXT, "--output", "-o", help="text or json"),
+    state_dir: Path = state_dir_option(),
+) -> None:
+    """List runs with their status (oldest first)."""
+    records = StateDir(state_dir).list_runs()
+    if output is Output.JSON:
+        print_json([_run_row(r) for r in records])
+        return
+    console = out()
+    if not records:
+        console.print(f"no runs in {StateDir(state_dir).runs_dir}", markup=False)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("run id", "runbook", "mode", "status", "started", "RTO", "by"):
+        table.add_column(column)
+    for r in records:
+        rto = fmt_seconds(r.rto_seconds) + ("" if r.rto_met is None else (" ok" if r.rto_met else " BREACH"))
+        table.add_row(r.run_id, r.runbook, r.mode, r.status.value, r.started_at, rto, r.triggered_by)
+    console.print(table)
+
+
+@handle_errors
+def show_cmd(
+    run_id: str = typer.Argument("latest", help="Run id (a unique prefix or 'latest')."),
+    output: Output = typer.Option(Output.TEXT, "--output", "-o", help="text or json"),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild the record from the audit log instead."),
+    state_dir: Path = state_dir_option(),
+) -> None:
+    """Print a run's summary (steps, RTO/RPO, what changed)."""
+    state = StateDir(state_dir)
+    full_id = state.resolve_run_id(run_id)
+    record = (rebuild_record(read_events(state.audit_file(full_id))) if rebuild else state.load(full_id))
+    if output is Output.JSON:
+        print_json(record.model_dump(mode="json"))
+        return
+    console = out()
+    console.print(f"Run {record.run_id}: {record.mode} of {record.runbook} ({record.source} -> {record.target}) "
+                  f"{record.status.value.upper()}", markup=False)
+    console.print(f"  by {record.triggered_by}{': ' + record.reason if record.reason else ''}; incident start "
+                  f"{record.incident_started_at}; run {record.started_at} -> {record.finished_at or '...'}",
+                  markup=False)
+    table = Table(box=None, pad_edge=False)
+    for column in ("wave", "step", "action", "status", "duration", "tries", "result"):
+        table.add_column(column)
+    for s in record.steps:
+        table.add_row(str(s.wave + 1), s.id, s.action, s.status.value, fmt_seconds(s.duration_seconds),
+                      str(s.attempts), (s.error.message if s.error else s.summary)[:80])
+    console.print(table)
+    for override in record.overrides:
+        console.print(f"  override ({override.kind}): {override.detail}", markup=False)
+    render_result(record, state_dir)
+    console.print(f"  audit head: {record.audit_head} ({record.audit_count} events)", markup=False)
+
+
+def _audit_targets(target: str | None, state: StateDir) -> list[Path]:
+    if target is None:
+        return [state.audit_file(r) for r in state.run_ids()]
+    path = Path(target)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return [path / AUDIT_FILE]
+    return [state.audit_file(state.resolve_run_id(target))]
+
+
+@handle_errors
+def audit_verify_cmd(
+    target: str = typer.Argument(None, help="Run id, run directory or audit.jsonl path (default: every run)."),
+    output: Output = typer.Option(Output.TEXT, "--output", "-o", help="text or json"),
+    state_dir: Path = state_dir_option(),
+) -> None:
+    """Verify hash chains; exit 1 and say where when a log was modified, cut or reordered."""
+    paths = _audit_targets(target, StateDir(state_dir))
+    results = [(p, verify(p)) for p in paths]
+    if output is Output.JSON:
+        print_json([{"path": str(p), "ok": r.ok, "count": r.count, "first_bad_line": r.first_bad_line,
+                     "reason": r.reason, "head": r.head, "sealed": r.sealed} for p, r in results])
+    else:
+        for path, result in results:
+            out().print(result.describe(path), markup=False)
+        if not results:
+            out().print("no audit logs found", markup=False)
+    if any(not r.ok for _, r in results):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach these commands to the root app."""
+    app.command("failover")(failover_cmd)
+    app.command("resume")(resume_cmd)
+    app.command("runs")(runs_cmd)
+    app.command("show")(show_cmd)
+    audit_app = typer.Typer(help="Audit log tools.", no_args_is_help=True)
+    audit_app.command("verify")(audit_verify_cmd)
+    app.add_typer(audit_app, name="audit")
+
+
+__all__ = ["execute_and_render", "register", "render_result", "resume_and_render"]

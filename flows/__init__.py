@@ -1,0 +1,1 @@
+"""Prefect flows: thin adapters that run dr-engine plans (imports only prefect, dr_engine, stdlib)."""

@@ -1,0 +1,186 @@
+"""The failover flow: one Prefect flow run per dr-engine run, one Prefect task per step.
+
+A thin adapter: the engine (:mod:`dr_engine.run`) decides everything; this module only
+submits each step as a Prefect task on a ``ThreadPoolTaskRunner`` (``max_workers`` = the run's
+concurrency), publishes a table and a Markdown artifact, and marks the flow run Failed when the
+run did not succeed. Prefect task retries stay 0: the engine retries within the step deadline.
+
+Call :func:`launch` / :func:`resume_run` (the CLI and ``dr demo`` do). Configure Prefect with
+:func:`dr_engine.prefect_env.configure` *before* importing this module.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.futures import PrefectFuture
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.states import Completed, Failed
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from dr_engine.clock import parse_utc
+from dr_engine.errors import DrError, RunStateError
+from dr_engine.loader import load_runbook
+from dr_engine.model import RunMode
+from dr_engine.plan import ExecutionPlan, PlannedStep, build_plan
+from dr_engine.prefect_env import configure
+from dr_engine.progress import Progress
+from dr_engine.record import RunRecord, RunStatus
+from dr_engine.run import Engine, ResumePoint, RunOptions, prepare_resume, resume_options
+from dr_engine.statedir import StateDir
+from dr_engine.summary import markdown_summary, step_rows
+
+
+@task(name="dr-step", retries=0, cache_policy=NO_CACHE, persist_result=False)
+def step_task(step_id: str, call: Callable[[], None]) -> None:
+    """Run one step through the engine (which records its outcome; it never raises for it)."""
+    del step_id  # shown in the UI through the task run name and parameters
+    call()
+
+
+class PrefectExecutor:
+    """Submits each step as a ``dr-step`` Prefect task named after the step."""
+
+    def submit(self, step: PlannedStep, fn: Callable[[], None]) -> PrefectFuture[None]:
+        """Submit to the flow's task runner."""
+        return step_task.with_options(task_run_name=step.id).submit(step.id, fn)
+
+
+@dataclass
+class _Launch:
+    """In-process objects a flow call cannot take as parameters (clock, lock, listeners, fakes)."""
+
+    plan: ExecutionPlan | None = None
+    options: RunOptions | None = None
+    progress: Progress | None = None
+    resume: ResumePoint | None = None
+    force: bool = False
+    error: BaseException | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+_LAUNCHES: dict[str, _Launch] = {}
+_LAUNCHES_LOCK = threading.Lock()
+
+
+def publish_artifacts(record: RunRecord) -> None:
+    """A table of step timings and a Markdown summary, keyed per runbook (lowercase, dashes)."""
+    key = record.runbook.lower().replace("_", "-")
+    create_table_artifact(key=f"dr-steps-{key}", table=step_rows(record),
+                          description=f"Step timings of run {record.run_id} ({record.status.value})")
+    create_markdown_artifact(key=f"dr-summary-{key}", markdown=markdown_summary(record),
+                             description=f"{record.mode} of {record.runbook}: {record.status.value}")
+
+
+def _final_state(record: RunRecord) -> State[Any]:
+    data = {"run_id": record.run_id, "status": record.status.value}
+    if record.status is RunStatus.SUCCEEDED:
+        return Completed(message=f"run {record.run_id} succeeded", data=data)
+    where = f" at step {record.halted_at_step}" if record.halted_at_step else ""
+    return Failed(message=f"run {record.run_id} {record.status.value}{where}", data=data)
+
+
+@flow(name="dr-failover", persist_result=False, log_prints=False, validate_parameters=False)
+def failover_flow(
+    runbook: str,
+    state_dir: str = ".dr",
+    run_id: str | None = None,
+    mode: str = "failover",
+    expected_sha256: str | None = None,
+    incident_start: str | None = None,
+    allow_data_loss: bool = False,
+    triggered_by: str | None = None,
+    reason: str = "",
+    concurrency: int = 4,
+    regions_dir: str | None = None,
+    resume: bool = False,
+    force: bool = False,
+    take_over_lock: bool = False,
+) -> State[Any]:
+    """Run (or, with ``resume``, continue) a runbook; deployable with plain parameters."""
+    launch_ctx = _LAUNCHES.get(run_id or "") or _Launch()
+    try:
+        if resume:
+            if run_id is None:
+                raise RunStateError("resume needs a run id")
+            point = launch_ctx.resume or prepare_resume(Path(state_dir), run_id, force=force)
+            options = launch_ctx.options or resume_options(point.record, Path(state_dir), triggered_by=triggered_by,
+                                                           reason=reason, concurrency=concurrency,
+                                                           take_over_lock=take_over_lock)
+            engine = Engine(point.plan, options, executor=PrefectExecutor(), progress=launch_ctx.progress)
+            record = engine.resume(point.record, force=force, runbook_changed=point.runbook_changed)
+        else:
+            plan = launch_ctx.plan or build_plan(load_runbook(Path(runbook),
+                                                              Path(regions_dir) if regions_dir else None))
+            if expected_sha256 and plan.loaded.sha256 != expected_sha256:
+                raise RunStateError(f"runbook {runbook} changed after it was confirmed",
+                                    hint="review the new version and start the failover again")
+            options = launch_ctx.options or RunOptions(
+                mode=RunMode(mode), run_id=run_id, state_dir=Path(state_dir),
+                incident_start=parse_utc(incident_start) if incident_start else None,
+                allow_data_loss=allow_data_loss, triggered_by=triggered_by, reason=reason,
+                concurrency=concurrency, take_over_lock=take_over_lock)
+            engine = Engine(plan, options, executor=PrefectExecutor(), progress=launch_ctx.progress)
+            record = engine.run()
+    except DrError as exc:
+        launch_ctx.error = exc
+        return Failed(message=str(exc))
+    publish_artifacts(record)
+    return _final_state(record)
+
+
+def _call_flow(run_id: str, ctx: _Launch, concurrency: int, flow_run_name: str, **params: Any) -> None:
+    with _LAUNCHES_LOCK:
+        _LAUNCHES[run_id] = ctx
+    try:
+        # TaskRunner is invariant in its future type; a thread-pool runner is what with_options wants.
+        runner = cast("TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner(max_workers=max(1, concurrency)))
+        configured = failover_flow.with_options(task_runner=runner, flow_run_name=flow_run_name)
+        # The heartbeat adds ~1 s per flow run and only matters for deployments (crash detection).
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            configured(run_id=run_id, concurrency=concurrency, return_state=True, **params)
+    finally:
+        with _LAUNCHES_LOCK:
+            _LAUNCHES.pop(run_id, None)
+    if ctx.error is not None:
+        raise ctx.error
+
+
+def launch(plan: ExecutionPlan, options: RunOptions, progress: Progress | None = None) -> RunRecord:
+    """Run ``plan`` as a Prefect flow run; return the final record (raises DrError before it starts)."""
+    configure(options.state_dir)
+    if options.run_id is None:
+        options.run_id = StateDir.new_run_id(options.clock)
+    run_id = options.run_id
+    loaded = plan.loaded
+    _call_flow(run_id, _Launch(plan=plan, options=options, progress=progress), options.concurrency,
+               f"{loaded.runbook.runbook}-{run_id}", runbook=str(loaded.path), state_dir=str(options.state_dir),
+               mode=options.mode.value, expected_sha256=loaded.sha256, reason=options.reason,
+               allow_data_loss=options.allow_data_loss, triggered_by=options.triggered_by)
+    return StateDir(options.state_dir).load(run_id)
+
+
+def resume_run(state_dir: Path, run_id: str, *, force: bool = False, progress: Progress | None = None,
+               concurrency: int | None = None, triggered_by: str | None = None, reason: str = "",
+               take_over_lock: bool = False, **option_overrides: Any) -> RunRecord:
+    """Resume ``run_id`` as a new Prefect flow run of the same dr-engine run; return the final record."""
+    configure(state_dir)
+    point = prepare_resume(state_dir, run_id, force=force)
+    options = resume_options(point.record, state_dir, triggered_by=triggered_by, reason=reason,
+                             concurrency=concurrency, take_over_lock=take_over_lock, **option_overrides)
+    record = point.record
+    _call_flow(record.run_id, _Launch(resume=point, options=options, progress=progress, force=force),
+               options.concurrency, f"{record.runbook}-{record.run_id}-resume{record.resumes + 1}",
+               runbook=record.runbook_file, state_dir=str(state_dir), resume=True, force=force)
+    return StateDir(state_dir).load(record.run_id)
+
+
+__all__ = ["PrefectExecutor", "failover_flow", "launch", "publish_artifacts", "resume_run", "step_task"]

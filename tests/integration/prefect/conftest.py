@@ -1,0 +1,75 @@
+"""Real Prefect in embedded (ephemeral) mode, with a PREFECT_HOME migrated once per test session.
+
+The session home is migrated by a throw-away subprocess (so its database is closed and can be
+copied). In-process flow tests share it; each subprocess test gets its own copy, so no two
+Prefect servers ever write the same SQLite file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dr_engine.prefect_env import EMBEDDED_SETTINGS
+
+REPO = Path(__file__).resolve().parents[3]
+MIGRATE = """
+from prefect import flow
+@flow(persist_result=False)
+def warm_up() -> int:
+    return 1
+assert warm_up() == 1
+"""
+
+
+def quiet_env(home: Path) -> dict[str, str]:
+    """The environment of a `dr` subprocess in embedded mode."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "DR_STATE_DIR"}
+    env.update(EMBEDDED_SETTINGS)
+    env.update({"PREFECT_HOME": str(home), "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+@pytest.fixture(scope="session")
+def migrated_prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PREFECT_HOME whose database is already migrated (cold start happens once)."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    done = subprocess.run([sys.executable, "-c", MIGRATE], env=quiet_env(home), capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (home / "prefect.db").is_file()
+    return home
+
+
+@pytest.fixture
+def prefect_home_copy(migrated_prefect_home: Path, tmp_path: Path) -> Path:
+    """A private copy of the migrated home for one subprocess test."""
+    copy = tmp_path / "prefect-home"
+    shutil.copytree(migrated_prefect_home, copy)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def in_process_prefect(migrated_prefect_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Configure this process for embedded Prefect on a private copy of the migrated home."""
+    home = tmp_path_factory.mktemp("prefect-home-inproc")
+    shutil.copytree(migrated_prefect_home, home, dirs_exist_ok=True)
+    saved = {k: v for k, v in os.environ.items() if k.startswith("PREFECT_")}
+    for key in saved:
+        del os.environ[key]
+    os.environ.update({**EMBEDDED_SETTINGS, "PREFECT_HOME": str(home)})
+    if "prefect" in sys.modules:
+        # Prefect read its settings at import; make it see ours.
+        from prefect.context import refresh_global_settings_context
+
+        refresh_global_settings_context()
+    yield home
+    for key in [k for k in os.environ if k.startswith("PREFECT_")]:
+        del os.environ[key]
+    os.environ.update(saved)

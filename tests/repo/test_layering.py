@@ -1,0 +1,67 @@
+"""Import rules from ARCHITECTURE.md, checked on the source with ast."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+FLOWS_ALLOWED = {"prefect", "dr_engine", "flows", "__future__"} | set(sys.stdlib_module_names)
+SDKS = {"boto3", "botocore", "psycopg", "psycopg2", "python_terraform", "dns", "moto"}
+
+
+def imported_modules(tree: ast.AST, *, top_level_only: bool = False) -> list[tuple[str, int]]:
+    """(top-level package, line) of every absolute import; relative imports stay in the package."""
+    nodes = ast.iter_child_nodes(tree) if top_level_only else ast.walk(tree)
+    found: list[tuple[str, int]] = []
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found.extend((alias.name.split(".")[0], node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.module.split(".")[0], node.lineno))
+    return found
+
+
+def flow_violations(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return [f"{path.relative_to(path.parents[1])}:{line}: imports {module}"
+            for module, line in imported_modules(tree) if module not in FLOWS_ALLOWED]
+
+
+def test_flows_import_only_prefect_dr_engine_and_stdlib() -> None:
+    flows = sorted((REPO / "flows").rglob("*.py"))
+    if (REPO / "flows" / "failover.py").exists():
+        assert any(p.name == "failover.py" for p in flows)
+        assert len(flows) >= 1
+    problems = [v for path in flows for v in flow_violations(path)]
+    assert not problems, "flows/ are adapters: " + "; ".join(problems)
+
+
+def test_the_flow_check_catches_a_violation(tmp_path: Path) -> None:
+    # The rule must have teeth even while flows/ is small.
+    bad = tmp_path / "flows" / "bad.py"
+    bad.parent.mkdir()
+    bad.write_text("import os\nimport prefect\nfrom dr_engine.plan import build_plan\nimport boto3\n"
+                   "def f():\n    from psycopg import connect\n")
+    assert flow_violations(bad) == ["flows/bad.py:4: imports boto3", "flows/bad.py:6: imports psycopg"]
+
+
+def test_actions_never_import_an_sdk_at_module_level() -> None:
+    problems = []
+    for path in sorted((REPO / "dr_engine" / "actions").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        problems += [f"{path.name}:{line}: {module}" for module, line in imported_modules(tree, top_level_only=True)
+                     if module in SDKS]
+    assert not problems, "actions decide, providers do I/O (import SDKs lazily): " + "; ".join(problems)
+
+
+def test_model_depends_on_nothing_else_in_dr_engine() -> None:
+    problems = []
+    for path in sorted((REPO / "dr_engine" / "model").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("dr_engine."):
+                if not (node.module or "").startswith("dr_engine.model"):
+                    problems.append(f"{path.name}:{node.lineno}: {node.module}")
+    assert not problems, problems

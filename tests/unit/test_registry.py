@@ -1,0 +1,78 @@
+"""The action registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dr_engine.actions.base import Action, ActionParams, Capability, StepContext, StepResult
+from dr_engine.actions.registry import BUILTIN_MODULES, all_actions, close_matches, lookup, register, unregister
+
+
+def test_builtins_are_registered_and_sorted() -> None:
+    names = list(all_actions())
+    assert {"control.wait", "control.approve", "shell.run", "shell.verify"} <= set(names)
+    assert names == sorted(names)
+    assert "dr_engine.actions.control" in BUILTIN_MODULES
+    wait = lookup("control.wait")
+    assert wait is not None and wait.capability is Capability.CONTROL_WAIT
+    assert lookup("control.nope") is None
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("shell.rnu", "shell.run"), ("shel.run", "shell.run"), ("control.wiat", "control.wait"),
+     ("contrl.approve", "control.approve")],
+)
+def test_close_matches(name: str, expected: str) -> None:
+    assert expected in close_matches(name)
+
+
+def test_close_matches_does_not_invent_similarity() -> None:
+    assert close_matches("zzzz.qqqq") == []
+
+
+class _Params(ActionParams):
+    x: int = 0
+
+
+class _Probe(Action[Any]):
+    """A probe action used only here."""
+
+    name = "probe.thing"
+    capability = Capability.EXEC_RUN
+    Params = _Params
+    example = "id: probe\naction: probe.thing\n"
+
+    def run(self, params: Any, ctx: StepContext) -> StepResult:
+        return StepResult()
+
+
+def test_register_rejects_duplicates_and_incomplete_classes() -> None:
+    register(_Probe)
+    try:
+        assert lookup("probe.thing") is _Probe
+        register(_Probe)  # the same class again is harmless (module re-import)
+
+        class Other(_Probe):
+            """Another class with the same name."""
+
+        with pytest.raises(TypeError, match="registered twice"):
+            register(Other)
+    finally:
+        unregister("probe.thing")
+    assert lookup("probe.thing") is None
+
+    class NoExample(Action[Any]):
+        """Lacks an example."""
+
+        name = "probe.bad"
+        capability = Capability.EXEC_RUN
+        Params = _Params
+
+        def run(self, params: Any, ctx: StepContext) -> StepResult:
+            return StepResult()
+
+    with pytest.raises(TypeError, match="must define `example`"):
+        register(NoExample)
