@@ -60,7 +60,8 @@ def generate(steps: int) -> str:
     for i in range(body):
         after = f"\n    after: [s{i - LANES}]" if i >= LANES else ""
         if i % 2:
-            lines.append(f"  - id: s{i}\n    action: control.wait\n    with: {{duration: 10ms, reason: step {i}}}{after}")
+            lines.append(f"  - id: s{i}\n    action: control.wait\n"
+                         f"    with: {{duration: 10ms, reason: step {i}}}{after}")
         else:
             lines.append(f"  - id: s{i}\n    action: shell.run\n    with: {{command: [echo, \"${{target.addr}}\", "
                          f"\"{i}\"]}}\n    timeout: 30s{after}")

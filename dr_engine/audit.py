@@ -126,33 +126,38 @@ class AuditLog:
 
     def append(self, type: str, *, actor: str | None = None, **data: Any) -> dict[str, Any]:
         """Append one event of ``type`` with ``data``; fsync before returning it."""
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a+b") as handle:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+b") as handle:
+            with self._lock:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
                 try:
-                    last = _last_line(handle)
-                    if last is None:
-                        seq, prev = 1, GENESIS
-                    else:
-                        previous = json.loads(last)
-                        seq, prev = int(previous["seq"]) + 1, str(previous["hash"])
-                    if type == RUN_FINISHED:
-                        # The seal: a truncated tail can no longer end on a matching run.finished.
-                        data = {**data, "events": seq}
-                    event: dict[str, Any] = {
-                        "seq": seq, "ts": utc_iso(self._now()), "type": type,
-                        "actor": actor or default_actor(), "run_id": self.run_id,
-                        "data": _json_safe(data), "prev": prev,
-                    }
-                    event["hash"] = event_hash(event)
-                    handle.seek(0, os.SEEK_END)
-                    handle.write(canonical(event) + b"\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                    event = self._write_next(handle, type, actor, data)
                 finally:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-            return event
+            # fsync outside the locks: appenders running at the same time share one disk flush.
+            os.fsync(handle.fileno())
+        return event
+
+    def _write_next(self, handle: Any, type: str, actor: str | None, data: dict[str, Any]) -> dict[str, Any]:
+        last = _last_line(handle)
+        if last is None:
+            seq, prev = 1, GENESIS
+        else:
+            previous = json.loads(last)
+            seq, prev = int(previous["seq"]) + 1, str(previous["hash"])
+        if type == RUN_FINISHED:
+            # The seal: a truncated tail can no longer end on a matching run.finished.
+            data = {**data, "events": seq}
+        event: dict[str, Any] = {
+            "seq": seq, "ts": utc_iso(self._now()), "type": type,
+            "actor": actor or default_actor(), "run_id": self.run_id,
+            "data": _json_safe(data), "prev": prev,
+        }
+        event["hash"] = event_hash(event)
+        handle.seek(0, os.SEEK_END)
+        handle.write(canonical(event) + b"\n")
+        handle.flush()
+        return event
 
     def head(self) -> tuple[int, str]:
         """``(count, head hash)`` of the log as it is on disk now."""

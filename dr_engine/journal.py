@@ -25,6 +25,8 @@ from typing import Any
 
 from dr_engine import audit as ev
 from dr_engine.errors import RunStateError
+from dr_engine.operations_record import PREFIXES as OPERATIONS_PREFIXES
+from dr_engine.operations_record import apply_operations_event
 from dr_engine.record import (
     Override,
     RpoRecord,
@@ -119,8 +121,12 @@ def apply_event(record: RunRecord, event: dict[str, Any]) -> RunRecord:
         _resumed(record, data, at)
     elif kind == ev.RUN_FINISHED:
         _finished(record, data, at)
-    record.audit_count = int(event["seq"])
-    record.audit_head = str(event["hash"])
+    elif kind.startswith(OPERATIONS_PREFIXES):
+        apply_operations_event(record, event, at)
+    # Events of parallel steps may be applied slightly out of order; the head only moves forward.
+    if int(event["seq"]) >= record.audit_count:
+        record.audit_count = int(event["seq"])
+        record.audit_head = str(event["hash"])
     return record
 
 

@@ -49,6 +49,8 @@ class Lease:
     expires_at: str
     fencing_token: int
     released: bool = False
+    #: Who held the unreleased lease this one replaced (see :func:`describe`), for the audit log.
+    taken_over_from: str | None = None
 
 
 @runtime_checkable
@@ -89,6 +91,33 @@ def _pid_alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def may_take(current: Lease, run_id: str, *, stale: bool, take_over: bool) -> bool:
+    """Whether ``run_id`` may replace the unreleased lease ``current`` (every backend's rule).
+
+    A live lease of another run: never. A stale lease of another run: only with ``take_over``.
+    The run's own lease: when stale (its process died), or with ``take_over`` when it was taken
+    on another host, whose process this host cannot see (resuming a crashed run elsewhere).
+    """
+    if current.run_id != run_id:
+        return stale and take_over
+    return stale or (take_over and current.host != socket.gethostname())
+
+
+def describe(lease: Lease) -> str:
+    """``run R of user@host (pid P on H, token T)``: who held a lease, for messages and the audit."""
+    return f"run {lease.run_id} of {lease.holder} (pid {lease.pid} on {lease.host}, token {lease.fencing_token})"
+
+
+def lock_held(lease: Lease, age: float, stale: bool) -> LockHeld:
+    """The LockHeld error for a lease that stops a run (shared by every backend)."""
+    what = "a stale lease (holder gone or expired)" if stale else "the lock"
+    hint = (f"if run {lease.run_id} is really dead, take the lock over explicitly (--take-over-lock)"
+            if stale else f"wait for run {lease.run_id} to finish, or inspect it with `dr show {lease.run_id}`")
+    return LockHeld(f"run {lease.run_id} of {lease.holder} (pid {lease.pid}) holds {what} for "
+                    f"'{lease.key}', taken {age:.0f}s ago", holder_run_id=lease.run_id,
+                    holder=lease.holder, age_seconds=age, hint=hint)
 
 
 class FileLock:
@@ -150,21 +179,16 @@ class FileLock:
             token = (current.fencing_token if current else 0) + 1
             if current is not None and not current.released:
                 stale = self.is_stale(current)
-                mine = current.run_id == run_id
-                if not stale or not (take_over or mine):
+                if not may_take(current, run_id, stale=stale, take_over=take_over):
                     raise self._held(current, stale)
             lease = self._new_lease(key, run_id, token)
+            if current is not None and not current.released:
+                lease = replace(lease, taken_over_from=describe(current))
             self._write(lease)
             return lease
 
     def _held(self, lease: Lease, stale: bool) -> LockHeld:
-        age = self._age(lease)
-        what = "a stale lease (holder gone or expired)" if stale else "the lock"
-        hint = (f"if run {lease.run_id} is really dead, take the lock over explicitly (--take-over-lock)"
-                if stale else f"wait for run {lease.run_id} to finish, or inspect it with `dr show {lease.run_id}`")
-        return LockHeld(f"run {lease.run_id} of {lease.holder} (pid {lease.pid}) holds {what} for "
-                        f"'{lease.key}', taken {age:.0f}s ago", holder_run_id=lease.run_id,
-                        holder=lease.holder, age_seconds=age, hint=hint)
+        return lock_held(lease, self._age(lease), stale)
 
     def renew(self, lease: Lease) -> Lease:
         """See :meth:`Lock.renew`."""
@@ -216,4 +240,4 @@ class NullLock:
         return None
 
 
-__all__ = ["DEFAULT_TTL", "FileLock", "Lease", "Lock", "NullLock"]
+__all__ = ["DEFAULT_TTL", "FileLock", "Lease", "Lock", "NullLock", "describe", "lock_held", "may_take"]

@@ -165,7 +165,8 @@ def validation_problems(
     """Locate every pydantic error in the source file; union branches become one problem."""
     fallback = default_hint(model)
     grouped: dict[PathKey, list[dict[str, Any]]] = {}
-    for err in exc.errors():
+    for raw in exc.errors():
+        err: dict[str, Any] = dict(raw)
         loc = _clean_loc(tuple(err["loc"]), prefix, lines)
         grouped.setdefault(loc, []).append({**err, "loc": loc})
     problems: list[Problem] = []

@@ -10,7 +10,6 @@ All timestamps are ISO 8601 UTC strings with a ``Z`` suffix (see :func:`dr_engin
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from enum import StrEnum
@@ -167,7 +166,8 @@ class RunRecord(_Record):
 
     def to_json(self) -> str:
         """Stable, human-diffable JSON text."""
-        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
+        # pydantic's serializer is ~10x faster than json.dumps(indent=...) on big records.
+        return self.model_dump_json(indent=2) + "\n"
 
 
 def load_record(run_dir: Path) -> RunRecord:
@@ -184,20 +184,26 @@ def load_record(run_dir: Path) -> RunRecord:
                             hint="rebuild it from the audit log (`dr show RUN_ID --rebuild`)") from exc
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old or the new content, never a mix."""
+def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
+    """Write ``text`` to ``path`` so that readers see the old or the new content, never a mix.
+
+    With ``durable`` (the default) the file is fsync'd before the rename and the directory
+    after it, so the new content also survives a power loss.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    # fsync the directory so the rename itself survives a power loss.
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -205,10 +211,16 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
-def write_record(run_dir: Path, record: RunRecord) -> Path:
-    """Atomically write ``run_dir/run.json``; return its path."""
+def write_record(run_dir: Path, record: RunRecord, *, durable: bool = True) -> Path:
+    """Atomically write ``run_dir/run.json`` (temporary file, fsync, rename); return its path.
+
+    The engine passes ``durable=False`` for the rewrite after each event (still atomic: readers
+    never see a torn file) and ``True`` at the end of a run: the audit log, fsync'd per event,
+    is the durable source of truth, so after a power loss ``run.json`` can only lag the log,
+    and ``dr resume`` / ``dr show --rebuild`` rebuild it from the log.
+    """
     path = Path(run_dir) / RUN_FILE
-    atomic_write_text(path, record.to_json())
+    atomic_write_text(path, record.to_json(), durable=durable)
     return path
 
 
@@ -216,8 +228,8 @@ __all__ = [
     "AUDIT_FILE",
     "RUN_FILE",
     "Override",
-    "RunRecord",
     "RpoRecord",
+    "RunRecord",
     "RunStatus",
     "Session",
     "StepError",

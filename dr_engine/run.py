@@ -36,8 +36,11 @@ from dr_engine.errors import ConfigError, DrError, FencingFailed, PreconditionFa
 from dr_engine.executors import Executor, InlineExecutor, StepHandle, ThreadExecutor
 from dr_engine.journal import apply_event, rebuild_record
 from dr_engine.loader import load_runbook
-from dr_engine.lock import FileLock, Lease, Lock
+from dr_engine.lock import Lease, Lock
+from dr_engine.lock_backends import lock_for
 from dr_engine.model import DrillBehaviour, RunMode
+from dr_engine.notify import listeners_for
+from dr_engine.operations import RunHooks
 from dr_engine.plan import ExecutionPlan, PlannedStep, build_plan
 from dr_engine.progress import Progress
 from dr_engine.record import (
@@ -116,8 +119,11 @@ class Engine:
         self.clock = options.clock
         self.state = StateDir(options.state_dir)
         self.progress = progress or Progress()
+        # Webhook notifications (runbook `notify:` / DR_NOTIFY_WEBHOOKS) listen like the live display.
+        self._listeners: list[Progress] = [self.progress, *listeners_for(plan.loaded.runbook, plan.loaded.path.parent)]
         self._executor = executor
-        self._lock_backend: Lock = options.lock or FileLock(self.state.locks_dir, clock=self.clock)
+        # The configured backend (lock file by default; see dr_engine.lock_backends).
+        self._lock_backend: Lock = options.lock or lock_for(plan.loaded.target, self.state.root, clock=self.clock)
         self._lease: Lease | None = None
         self._state_lock = threading.RLock()
         self._halt = threading.Event()
@@ -125,6 +131,7 @@ class Engine:
         self._halting_kind = False
         self._cancelled = False
         self._rng = random.Random(options.seed)
+        self._ops = RunHooks(self)  # drills, approvals, operator controls (dr_engine.operations)
         self.record: RunRecord | None = None
         self.run_dir: Path | None = None
         self._audit: AuditLog | None = None
@@ -134,17 +141,20 @@ class Engine:
     def emit(self, type: str, *, actor: str | None = None, **data: Any) -> dict[str, Any]:
         """Append an audit event, apply it to the record and rewrite ``run.json``."""
         assert self._audit is not None and self.record is not None and self.run_dir is not None
+        # The append (ordered and fsync'd by the audit log) happens outside the state lock so that
+        # parallel steps share disk flushes; events of one step come from one thread, in order.
+        event = self._audit.append(type, actor=actor or self.record.triggered_by, **data)
         with self._state_lock:
-            event = self._audit.append(type, actor=actor or self.record.triggered_by, **data)
             apply_event(self.record, event)
-            write_record(self.run_dir, self.record)
-            return event
+            write_record(self.run_dir, self.record, durable=type == ev.RUN_FINISHED)
+        return event
 
     def _notify(self, name: str, *args: Any) -> None:
-        try:
-            getattr(self.progress, name)(self.record, *args)
-        except Exception:  # a display problem must never break a failover
-            log.exception("progress listener %s failed", name)
+        for listener in self._listeners:
+            try:
+                getattr(listener, name)(self.record, *args)
+            except Exception:  # a display or notification problem must never break a failover
+                log.exception("progress listener %s failed", name)
 
     # ----------------------------------------------------------------- entry points
 
@@ -170,6 +180,7 @@ class Engine:
             if self._lease.fencing_token:
                 self.emit(ev.NOTE_ADDED, text=f"failover lock '{rb.runbook}' taken, fencing token "
                           f"{self._lease.fencing_token}", lock=self._lease.key, token=self._lease.fencing_token)
+            self._audit_lock_take_over()
             for override in self.plan.overrides:
                 self.emit(ev.OVERRIDE, kind="fencing", detail=override)
             if self.options.allow_data_loss:
@@ -192,6 +203,7 @@ class Engine:
             self.emit(ev.RUN_RESUMED, actor=self.options.triggered_by or default_actor(),
                       previous_status=record.status.value, reset_steps=reset, force=force,
                       runbook_sha256=self.plan.loaded.sha256, reason=self.options.reason)
+            self._audit_lock_take_over()
             if runbook_changed:
                 self.emit(ev.OVERRIDE, kind="runbook-changed",
                           detail=f"resumed with --force although the runbook changed (now sha256 "
@@ -231,8 +243,12 @@ class Engine:
         executor: Executor = self._executor or (
             InlineExecutor() if self.options.concurrency <= 1 else ThreadExecutor(self.options.concurrency))
         try:
+            refused = self._ops.before_steps()
+            if refused is not None:
+                self._failure, self._halting_kind = ("allow-data-loss", refused), True
+                self._halt.set()
             for wave in self.plan.waves:
-                if self._halt.is_set():
+                if self._halt.is_set() or self._cancel_requested():
                     break
                 todo = [s for s in wave
                         if self.record.step(s.id).status not in (StepStatus.SUCCEEDED, StepStatus.SKIPPED)]
@@ -263,6 +279,23 @@ class Engine:
         if self._lease is not None:
             self._lease = self._lock_backend.renew(self._lease)
 
+    def _audit_lock_take_over(self) -> None:
+        # Replacing an unreleased lease is a deviation an auditor must see (who was displaced).
+        if self._lease is None or not self._lease.taken_over_from:
+            return
+        detail = f"failover lock '{self._lease.key}' taken over from {self._lease.taken_over_from}"
+        if self.options.take_over_lock:
+            self.emit(ev.OVERRIDE, kind="lock-take-over", detail=detail + " (--take-over-lock)")
+        else:
+            self.emit(ev.NOTE_ADDED, text=detail + " (its process is gone)", lock=self._lease.key)
+
+    def _cancel_requested(self) -> bool:
+        # `dr cancel` from another process: no new step starts (dr_engine.controls).
+        if not self._cancelled and self.run_dir is not None and self._ops.cancel_requested():
+            self._cancelled = True
+            self._halt.set()
+        return self._cancelled
+
     def _release(self) -> None:
         if self._lease is not None:
             try:
@@ -284,10 +317,10 @@ class Engine:
     def run_step(self, planned: PlannedStep) -> None:
         """Execute one step and record the outcome; never raises for a step failure."""
         assert self.record is not None
-        if self._halt.is_set():
+        if self._halt.is_set() or self._cancel_requested():
             return  # halting: steps that have not started stay pending
         action_cls = self.plan.loaded.actions[planned.id]
-        if self.options.mode is RunMode.DRILL and _skips_in_drill(planned, action_cls.drill_default):
+        if self.options.mode is RunMode.DRILL and self._ops.skips_in_drill(planned, action_cls):
             self.emit(ev.STEP_SKIPPED, step=planned.id, reason="skipped in drill mode")
             self._notify("step_finished", self.record.step(planned.id))
             return
@@ -312,7 +345,8 @@ class Engine:
             def attempt(number: int) -> StepResult:
                 nonlocal tries
                 tries = number
-                return action.run(bound, self._context(planned, deadline, number, bindings.outputs))
+                ctx = self._context(planned, deadline, number, bindings.outputs)
+                return action.run(self._ops.params_for(planned, action_cls, bound, ctx), ctx)
 
             result, tries = call_with_retry(attempt, policy=policy, deadline=deadline, clock=self.clock,
                                             on_retry=lambda n, exc, wait: self._on_retry(planned, n, exc, wait),
@@ -379,6 +413,7 @@ class Engine:
     def _finish(self) -> RunRecord:
         assert self.record is not None
         try:
+            self._ops.before_finish()  # drill cleanup: always, before the run is sealed
             status = self._final_status()
             if status is not RunStatus.SUCCEEDED:
                 failed_step, error = self._failure or (None, StepError(kind="Cancelled", message="run interrupted"))

@@ -26,9 +26,12 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from prefect.states import Completed, Failed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from dr_engine.actions.base import Capability
 from dr_engine.clock import parse_utc
 from dr_engine.errors import DrError, RunStateError
+from dr_engine.executors import InlineExecutor, StepHandle
 from dr_engine.loader import load_runbook
+from dr_engine.lock_backends import hold_lock, lock_for
 from dr_engine.model import RunMode
 from dr_engine.plan import ExecutionPlan, PlannedStep, build_plan
 from dr_engine.prefect_env import configure
@@ -37,6 +40,7 @@ from dr_engine.record import RunRecord, RunStatus
 from dr_engine.run import Engine, ResumePoint, RunOptions, prepare_resume, resume_options
 from dr_engine.statedir import StateDir
 from dr_engine.summary import markdown_summary, step_rows
+from flows.approval import with_approval_gate
 
 
 @task(name="dr-step", retries=0, cache_policy=NO_CACHE, persist_result=False)
@@ -49,8 +53,10 @@ def step_task(step_id: str, call: Callable[[], None]) -> None:
 class PrefectExecutor:
     """Submits each step as a ``dr-step`` Prefect task named after the step."""
 
-    def submit(self, step: PlannedStep, fn: Callable[[], None]) -> PrefectFuture[None]:
-        """Submit to the flow's task runner."""
+    def submit(self, step: PlannedStep, fn: Callable[[], None]) -> StepHandle:
+        """Submit to the flow's task runner (approvals run in the flow: Prefect pauses flows, not tasks)."""
+        if step.capability is Capability.CONTROL_APPROVE:
+            return InlineExecutor().submit(step, fn)
         return step_task.with_options(task_run_name=step.id).submit(step.id, fn)
 
 
@@ -115,7 +121,8 @@ def failover_flow(
             options = launch_ctx.options or resume_options(point.record, Path(state_dir), triggered_by=triggered_by,
                                                            reason=reason, concurrency=concurrency,
                                                            take_over_lock=take_over_lock)
-            engine = Engine(point.plan, options, executor=PrefectExecutor(), progress=launch_ctx.progress)
+            engine = Engine(point.plan, with_approval_gate(options), executor=PrefectExecutor(),
+                            progress=launch_ctx.progress)
             record = engine.resume(point.record, force=force, runbook_changed=point.runbook_changed)
         else:
             plan = launch_ctx.plan or build_plan(load_runbook(Path(runbook),
@@ -128,7 +135,7 @@ def failover_flow(
                 incident_start=parse_utc(incident_start) if incident_start else None,
                 allow_data_loss=allow_data_loss, triggered_by=triggered_by, reason=reason,
                 concurrency=concurrency, take_over_lock=take_over_lock)
-            engine = Engine(plan, options, executor=PrefectExecutor(), progress=launch_ctx.progress)
+            engine = Engine(plan, with_approval_gate(options), executor=PrefectExecutor(), progress=launch_ctx.progress)
             record = engine.run()
     except DrError as exc:
         launch_ctx.error = exc
@@ -161,10 +168,13 @@ def launch(plan: ExecutionPlan, options: RunOptions, progress: Progress | None =
         options.run_id = StateDir.new_run_id(options.clock)
     run_id = options.run_id
     loaded = plan.loaded
-    _call_flow(run_id, _Launch(plan=plan, options=options, progress=progress), options.concurrency,
-               f"{loaded.runbook.runbook}-{run_id}", runbook=str(loaded.path), state_dir=str(options.state_dir),
-               mode=options.mode.value, expected_sha256=loaded.sha256, reason=options.reason,
-               allow_data_loss=options.allow_data_loss, triggered_by=options.triggered_by)
+    # Take the failover lock before Prefect starts: a second run fails in a second, not after a server boot.
+    lock = options.lock or lock_for(loaded.target, options.state_dir, clock=options.clock)
+    with hold_lock(lock, loaded.runbook.runbook, run_id, take_over=options.take_over_lock) as options.lock:
+        _call_flow(run_id, _Launch(plan=plan, options=options, progress=progress), options.concurrency,
+                   f"{loaded.runbook.runbook}-{run_id}", runbook=str(loaded.path), state_dir=str(options.state_dir),
+                   mode=options.mode.value, expected_sha256=loaded.sha256, reason=options.reason,
+                   allow_data_loss=options.allow_data_loss, triggered_by=options.triggered_by)
     return StateDir(options.state_dir).load(run_id)
 
 
@@ -177,9 +187,11 @@ def resume_run(state_dir: Path, run_id: str, *, force: bool = False, progress: P
     options = resume_options(point.record, state_dir, triggered_by=triggered_by, reason=reason,
                              concurrency=concurrency, take_over_lock=take_over_lock, **option_overrides)
     record = point.record
-    _call_flow(record.run_id, _Launch(resume=point, options=options, progress=progress, force=force),
-               options.concurrency, f"{record.runbook}-{record.run_id}-resume{record.resumes + 1}",
-               runbook=record.runbook_file, state_dir=str(state_dir), resume=True, force=force)
+    lock = options.lock or lock_for(point.plan.loaded.target, state_dir, clock=options.clock)
+    with hold_lock(lock, record.runbook, record.run_id, take_over=take_over_lock) as options.lock:
+        _call_flow(record.run_id, _Launch(resume=point, options=options, progress=progress, force=force),
+                   options.concurrency, f"{record.runbook}-{record.run_id}-resume{record.resumes + 1}",
+                   runbook=record.runbook_file, state_dir=str(state_dir), resume=True, force=force)
     return StateDir(state_dir).load(record.run_id)
 
 

@@ -87,7 +87,7 @@ _TemplateLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 def declared_parameters(body: str) -> set[str] | None:
     """Parameter names a template declares (None when the text cannot be read as YAML/JSON)."""
     try:
-        document = yaml.load(body, Loader=_TemplateLoader)  # noqa: S506 - a SafeLoader subclass
+        document = yaml.load(body, Loader=_TemplateLoader)  # a SafeLoader subclass: plain data only
     except yaml.YAMLError:
         return None
     if not isinstance(document, dict):

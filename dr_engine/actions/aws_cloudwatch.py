@@ -47,15 +47,16 @@ class VerifyAlarms(AwsAction[AlarmsParams]):
         api = connect(CloudWatch, self.region(params, ctx), ctx)
         healthy = {"OK", "INSUFFICIENT_DATA"} if params.allow_insufficient_data else {"OK"}
         probes = 0
+        ctx.deadline.check(f"starting to check alarms {', '.join(params.alarms)}")
         while True:
-            ctx.deadline.check(f"waiting for alarms {', '.join(params.alarms)} to be OK")
             probes += 1
             states = _states(api, params.alarms)
             bad = {n: s for n, s in states.items() if s not in healthy}
             if not bad:
                 return StepResult(summary=f"{len(states)} alarm(s) OK in {api.region_name}", changed=False,
                                   facts={"alarms": states, "probes": probes})
-            if ctx.deadline.remaining() <= params.poll_interval.total_seconds():
+            # Not healthy by the deadline is a verification failure, not a timeout.
+            if ctx.deadline.expired or ctx.deadline.remaining() <= params.poll_interval.total_seconds():
                 shown = ", ".join(f"{n}={s}" for n, s in sorted(bad.items()))
                 raise VerificationFailed(f"alarms not OK in {api.region_name} after {probes} probe(s): {shown}",
                                          hint="investigate the alarming service before shifting traffic")

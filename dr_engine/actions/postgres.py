@@ -183,7 +183,8 @@ class CheckLag(_PgAction):
             # Acknowledged commits waited for this standby's flush: none can be lost.
             ctx.log.info("standby of %s is synchronous (%s behind in flight): acknowledged lag 0",
                          params.cluster, shown)
-            return StepResult(summary=f"synchronous standby; acknowledged lag 0 (in flight: {shown})",
+            return StepResult(summary=f"synchronous standby: acknowledged lag 0 (measured on the "
+                                      f"{facts['measured_on']}: {shown})",
                               changed=False, facts=facts, outputs=outputs,
                               rpo=RpoObservation(lag_bytes=0, lag_seconds=0.0))
         rpo_obs = RpoObservation(lag_bytes=lag_bytes, lag_seconds=lag_seconds)
@@ -247,14 +248,14 @@ class Fence(_PgAction):
             Path(params.data_dir) / "postmaster.pid" if params.data_dir else None)
         bin_dir = Path(params.bin_dir) if params.bin_dir else pg.DEFAULT_BIN
         pid = pg.postmaster_pid(pid_file) if pid_file else None
-        answers = pg.responsive(params.dsn, ctx.deadline.remaining(probe))
+        # A frozen (SIGSTOPped) postmaster cannot answer, and no signal but SIGKILL reaches it.
+        frozen = pid is not None and pg.process_state(pid) == "stopped"
+        answers = not frozen and pg.responsive(params.dsn, ctx.deadline.remaining(probe))
         where = str(pg.endpoint(params.dsn))
         if not answers and pid_file is not None and pid is None:
             return StepResult(summary=f"old primary {where} already stopped", changed=False,
                               facts={"method": "already-stopped"})
         steps: list[str] = []
-        if pid is not None and pg.process_state(pid) == "stopped":
-            answers = False  # a frozen host: signals other than SIGKILL wait forever
         if answers and params.data_dir:
             stopped, detail = pg.pg_ctl_stop(Path(params.data_dir), "fast",
                                              ctx.deadline.remaining(params.stop_timeout.total_seconds()), bin_dir)
@@ -271,8 +272,8 @@ class Fence(_PgAction):
         if pid_file is not None:
             pid = pg.postmaster_pid(pid_file)
             if pid is not None:
-                ctx.log.warning("old primary %s does not answer or did not stop: killing process group %d",
-                                where, pid)
+                ctx.log.info("old primary %s is frozen, does not answer or did not stop: killing process "
+                             "group %d", where, pid)
                 pg.kill_process_group(pid)
                 steps.append(f"SIGKILL process group {pid}")
                 ctx.clock.sleep(0.05)

@@ -35,7 +35,7 @@ def _execute(params: RunParams, ctx: StepContext) -> subprocess.CompletedProcess
 
     env = {**os.environ, **params.env}
     try:
-        return subprocess.run(  # noqa: S603 - argv list, no shell
+        return subprocess.run(
             params.command,
             cwd=params.cwd,
             env=env,

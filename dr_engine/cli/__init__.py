@@ -8,7 +8,7 @@ import traceback
 
 import typer
 
-from dr_engine.cli.common import STATE, EXIT_FAILED
+from dr_engine.cli.common import EXIT_FAILED, STATE
 
 #: Command modules; each defines ``register(app)``. Imported lazily by :func:`build_app`.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dr_engine.cli.run_cmds",
     "dr_engine.cli.report_cmds",
     "dr_engine.cli.world_cmds",
+    "dr_engine.cli.ops_cmds",
 )
 
 
@@ -48,7 +49,7 @@ def main() -> None:
     app = build_app()
     try:
         app()
-    except Exception:  # noqa: BLE001 - last resort: never show a raw traceback without --debug
+    except Exception:
         if STATE.debug or "--debug" in sys.argv:
             traceback.print_exc()
         else:

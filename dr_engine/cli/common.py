@@ -48,7 +48,7 @@ def make_console(stderr: bool = False) -> Console:
     """
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
-    no_color = "NO_COLOR" in os.environ and os.environ["NO_COLOR"] != "" or not tty
+    no_color = ("NO_COLOR" in os.environ and os.environ["NO_COLOR"] != "") or not tty
     width = None
     if not tty:
         columns = os.environ.get("COLUMNS", "")

@@ -79,8 +79,8 @@ def validate_cmd(
         for item in results:
             if item["ok"]:
                 extra = f"{item['steps']} steps, {item['waves']} waves" if item["kind"] == "runbook" else ""
-                console.print(f"ok       {item['file']}  ({item['kind']} {item['name']}{', ' + extra if extra else ''})",
-                              markup=False)
+                detail = f"{item['kind']} {item['name']}{', ' + extra if extra else ''}"
+                console.print(f"ok       {item['file']}  ({detail})", markup=False)
             else:
                 console.print(f"INVALID  {item['file']}", markup=False)
                 for e in item["errors"]:
@@ -160,8 +160,12 @@ def _param_rows(schema: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     required = set(schema.get("required", []))
     rows = []
     for key, prop in schema.get("properties", {}).items():
-        kind = prop.get("type") or " | ".join(str(o.get("type", o.get("$ref", "?")).split("/")[-1])
-                                              for o in prop.get("anyOf", [])) or "object"
+        options = prop.get("anyOf", [])
+        if any("(ms|s|m|h|d)" in str(o.get("pattern", "")) for o in [prop, *options]):
+            kind = "duration" + (" | null" if any(o.get("type") == "null" for o in options) else "")
+        else:
+            kind = prop.get("type") or " | ".join(str(o.get("type", o.get("$ref", "?"))).split("/")[-1]
+                                                  for o in options) or "object"
         if kind == "array" and "items" in prop:
             kind = f"list[{prop['items'].get('type', 'object')}]"
         if "enum" in prop:

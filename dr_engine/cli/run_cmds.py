@@ -152,7 +152,9 @@ def resume_cmd(
     run_id: str = typer.Argument(..., help="Run id (a unique prefix or 'latest' works)."),
     force: bool = typer.Option(False, "--force", help="Resume even though the runbook file changed (audited)."),
     reason: str = typer.Option("", "--reason", help="Why (recorded in the audit log)."),
-    take_over_lock: bool = typer.Option(False, "--take-over-lock", help="Take over a stale lock of another run."),
+    take_over_lock: bool = typer.Option(False, "--take-over-lock", "--take-over",
+                                        help="Take over a stale lock of another run, or this run's lease "
+                                             "held on a crashed machine (audited)."),
     state_dir: Path = state_dir_option(),
 ) -> None:
     """Resume an interrupted or halted run: finished steps are skipped, the rest re-run."""

@@ -24,10 +24,14 @@ ROOT_OPTION: Any = typer.Option(DEFAULT_ROOT, "--root", envvar="DR_WORLD_ROOT", 
 def up_cmd(
     async_replication: bool = typer.Option(False, "--async-replication", help="Asynchronous streaming replication."),
     no_moto: bool = typer.Option(False, "--no-moto", help="Do not start the local AWS endpoint."),
+    auto_ports: bool = typer.Option(False, "--auto-ports", hidden=True,
+                                    help="Own loopback addresses and free ports (for tests next to a demo)."),
     root: Path = ROOT_OPTION,
 ) -> None:
     """Start the world in the background (processes keep running; stop with `dr world down`)."""
-    world = World(WorldConfig(synchronous=not async_replication, moto=not no_moto), root=root, keep_root=True)
+    config = (WorldConfig.for_tests(synchronous=not async_replication, moto=not no_moto) if auto_ports
+              else WorldConfig(synchronous=not async_replication, moto=not no_moto))
+    world = World(config, root=root, keep_root=True)
     world.start()
     ends = world.endpoints()
     console = out()
@@ -39,7 +43,8 @@ def up_cmd(
     if world.config.moto:
         console.print(f"  aws        {ends.moto_endpoint_url}", markup=False)
     console.print(f"  regions    {ends.regions_dir}", markup=False)
-    console.print("try: dr world fail us-east-1 && dr failover core-banking --yes", markup=False)
+    if root == DEFAULT_ROOT and not auto_ports:  # the shipped regions/*.yaml describe exactly this world
+        console.print("try: dr world fail us-east-1 && dr failover core-banking --yes", markup=False)
 
 
 @world_app.command("down")
@@ -118,7 +123,9 @@ def demo_cmd(
         configure(state_dir, quiet_console=True)
         from flows.warmup import warm_up
 
-        return warm_up()
+        seconds = warm_up()
+        import flows.failover  # noqa: F401 - imported now so the failover pays no import time
+        return seconds
 
     if auto_ports and root == DEFAULT_ROOT:
         import tempfile

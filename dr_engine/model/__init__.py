@@ -1,7 +1,7 @@
 """Pydantic configuration models (no I/O): units, regions, runbooks."""
 
 from dr_engine.model.region import AwsSettings, Region, SecretRef
-from dr_engine.model.runbook import DrillBehaviour, Fencing, Objectives, Retry, RunMode, Runbook, Step
+from dr_engine.model.runbook import DrillBehaviour, Fencing, Objectives, Retry, Runbook, RunMode, Step
 from dr_engine.model.units import Duration, Interval, format_duration, parse_duration
 
 __all__ = [

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from dr_engine.model.notify import Notifications
 from dr_engine.model.region import NAME_PATTERN, StrictModel
 from dr_engine.model.units import Duration, Interval
 
@@ -102,6 +103,7 @@ class Runbook(StrictModel):
         default=timedelta(days=365), description="How often a successful test is due"
     )
     steps: Annotated[list[Step], Field(min_length=1, max_length=MAX_STEPS)]
+    notify: Notifications | None = Field(default=None, description="Webhook notifications (see docs)")
     kind: Literal["runbook"] = "runbook"
 
     # Field validators (not a model validator) so that errors carry the field's location.

@@ -37,6 +37,8 @@ def fmt_seconds(value: float | None) -> str:
     """A duration with its unit: ``250 ms``, ``4.20 s``, ``2 min 05 s``, ``1 h 02 min``."""
     if value is None:
         return "-"
+    if value == 0:
+        return "0 s"
     if value < 0:
         return "-" + fmt_seconds(-value)
     if value < 1:

@@ -375,7 +375,9 @@ def _timeline(record: dict[str, Any], events: list[dict[str, Any]]) -> list[Time
             label = f"{label}: {step}"
         entries.append(TimelineEntry(at=_at(event), event=label, detail=detail,
                                      actor=str(event.get("actor") or ""), severity=severity))
-    entries.sort(key=lambda e: parse_ts(e.at) or datetime.min.replace(tzinfo=UTC))
+    # Stable sort by time; the declared incident comes first when it coincides with the run start.
+    entries.sort(key=lambda e: (parse_ts(e.at) or datetime.min.replace(tzinfo=UTC),
+                                e.event != _MILESTONE_TEXT["incident_started"]))
     return entries
 
 
@@ -469,8 +471,9 @@ def _deviations(record: dict[str, Any], steps: list[StepRow], attempts: list[Att
     if record.get("rto_met") is False:
         rto = record.get("rto_seconds")
         achieved = f"achieved {fmt_seconds(rto)}" if rto is not None else "recovery was not reached"
+        target = fmt_seconds(record.get("rto_target_seconds"))
         found.append(Deviation(kind="objective-breach", detail="RTO objective missed",
-                               reason=f"{achieved} against a target of {fmt_seconds(record.get('rto_target_seconds'))}"))
+                               reason=f"{achieved} against a target of {target}"))
     if record.get("rpo_met") is False:
         found.append(Deviation(kind="objective-breach", detail="RPO objective missed",
                                reason=_rpo_achieved(record) + f" against a target of "

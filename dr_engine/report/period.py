@@ -244,9 +244,10 @@ def build_period_report(state_dir: Path, *, since: datetime, until: datetime | N
         ident = report.identification
         remediated = bool(report.remediation) and not report.open_remediation
         if not remediated:
-            # Retries that ended in success are informational; everything else needs follow-up.
+            # Retries that ended in success are informational, and steps that did not run are the
+            # consequence of the failure listed next to them; everything else needs follow-up.
             deviations += [OpenDeviation(**d.model_dump(), run_id=ident.run_id, runbook=ident.runbook)
-                           for d in report.deviations if d.kind != "retry"]
+                           for d in report.deviations if d.kind not in ("retry", "not-run")]
     succeeded = sum(1 for r in in_period if r.identification.status == "succeeded")
     failed_runs = [r.identification.run_id for r in in_period if r.failed_objectives]
     chain_problems = [r.identification.run_id for r in in_period if not r.integrity.chain_ok]

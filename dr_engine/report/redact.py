@@ -34,9 +34,9 @@ _SECRET_JOINED = ("password", "passwd", "apikey", "accesskey", "privatekey", "se
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@<>]*:)(?P<pw>[^\s@/<>]+)(?P<tail>@)")
 #: ``key=value`` / ``key: value`` / ``"key": "value"`` where key names a secret.
 _KV_SECRET = re.compile(
-    r"(?P<key>[\"']?[A-Za-z0-9_\-]*"
+    r"(?<![A-Za-z0-9_\-])(?P<key>[\"']?[A-Za-z0-9_\-]*"
     r"(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)"
-    r"[A-Za-z0-9_\-]*[\"']?[ \t]*[=:][ \t]*)(?P<q>[\"']?)(?!\$\{|\{|\*\*\*)(?P<val>[^\s\"',;&}<>]+)",
+    r"[A-Za-z0-9_\-]*[\"']?[ \t]*[=:][ \t]*)(?P<q>[\"']?)(?!\$\{|\{|\*\*\*|\d+(?:[,}\s]|$))(?P<val>[^\s\"',;&}<>]+)",
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}")

@@ -69,8 +69,8 @@ def _model(service: str) -> Any:
 
 
 @cache
-def _rest_routes(service: str) -> list[tuple[str, re.Pattern[str], frozenset[str], int, str]]:
-    """(method, path regex, required query keys, literal length, operation) for a REST service."""
+def _rest_routes(service: str) -> list[tuple[str, re.Pattern[str], frozenset[str], int, str, frozenset[str]]]:
+    """(method, path regex, query keys, literal length, operation, required headers) for a REST service."""
     routes = []
     model = _model(service)
     for name in model.operation_names:
@@ -79,8 +79,16 @@ def _rest_routes(service: str) -> list[tuple[str, re.Pattern[str], frozenset[str
         literal = len(re.sub(r"\{[^}]+\}", "", uri))
         pattern = re.sub(r"\\\{[^}]+?\\\+\\\}", ".+", re.escape(uri))
         pattern = re.sub(r"\\\{[^}]+?\\\}", "[^/]+", pattern)
-        keys = frozenset(p.split("=", 1)[0] for p in query.split("&") if p)
-        routes.append((str(http.get("method", "GET")), re.compile(pattern.rstrip("/") + "/?"), keys, literal, name))
+        # Operations sharing a URI differ by required query keys and headers
+        # (UploadPartCopy: ?partNumber&uploadId; CopyObject: x-amz-copy-source).
+        shape = model.operation_model(name).input_shape
+        required = [shape.members[m].serialization for m in (shape.required_members if shape else [])]
+        keys = frozenset([*(p.split("=", 1)[0] for p in query.split("&") if p and not p.startswith("x-id")),
+                          *(str(r.get("name")) for r in required if r.get("location") == "querystring")])
+        headers = frozenset("HTTP_" + str(r.get("name")).upper().replace("-", "_")
+                            for r in required if r.get("location") == "header")
+        routes.append((str(http.get("method", "GET")), re.compile(pattern.rstrip("/") + "/?"), keys, literal, name,
+                       headers))
     return routes
 
 
@@ -111,12 +119,12 @@ def operation_of(environ: dict[str, Any], service: str) -> str:
     except Exception:  # an unknown service simply has no operation names
         return ""
     method = environ.get("REQUEST_METHOD", "GET")
-    best: tuple[int, int, str] | None = None
-    for verb, regex, keys, literal, name in routes:
-        if verb == method and regex.fullmatch(path) and keys <= set(query):
-            score = (len(keys), literal, name)
+    best: tuple[int, int, int, str] | None = None
+    for verb, regex, keys, literal, name, headers in routes:
+        if verb == method and regex.fullmatch(path) and keys <= set(query) and all(h in environ for h in headers):
+            score = (len(keys), len(headers), literal, name)
             best = score if best is None or score > best else best
-    return best[2] if best else ""
+    return best[3] if best else ""
 
 
 def _peek_body(environ: dict[str, Any]) -> bytes:

@@ -65,6 +65,7 @@ class WorldConfig:
     dns_ttl: int = 5
     database: str = "ledger"
     synchronous: bool = True
+    #: Database password; None = a fresh random one per world (written to ``<root>/pg-password``).
     pg_password: str | None = None
     postgres: bool = True
     apps: bool = True
@@ -121,7 +122,7 @@ class RegionEndpoints:
 
 @dataclass
 class WorldEndpoints:
-    """Everything a client of the world needs (secrets as SecretStr)."""
+    """Everything a client of the world needs (secrets as SecretStr; DSNs carry no password)."""
 
     regions: dict[str, RegionEndpoints]
     dns_server: str
@@ -133,11 +134,23 @@ class WorldEndpoints:
     moto_endpoint_url: str | None
     ack_file: Path
     regions_dir: Path
+    pg_password: SecretStr | None = None
+
+    def dsn(self, region: str) -> str:
+        """``region``'s DSN with the password in it (for clients; never print it)."""
+        from dr_engine.world.postgres import build_dsn
+
+        ends = self.regions[region]
+        host, _, rest = ends.pg_dsn.removeprefix("postgresql://postgres@").partition(":")
+        port, _, db = rest.partition("/")
+        password = None if self.pg_password is None else self.pg_password.get_secret_value()
+        return build_dsn(host, int(port), db, password=password)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the TSIG secret is not included)."""
         data = asdict(self)
         data["tsig_secret"] = None if self.tsig_secret is None else "**********"
+        data["pg_password"] = None if self.pg_password is None else "**********"
         data["ack_file"], data["regions_dir"] = str(self.ack_file), str(self.regions_dir)
         return data
 
@@ -176,7 +189,13 @@ class World:
         if existing is not None and any(processes.alive(p) for p in _state_pids(existing)):
             raise WorldError(f"a world is already running in {self.root}",
                              hint="stop it with `dr world down` first")
+        if os.geteuid() == 0:
+            _check_traversable(self.root)
         if self.root.exists():
+            if any(self.root.iterdir()) and existing is None:
+                # Never wipe a directory the world did not create.
+                raise WorldError(f"{self.root} exists, is not empty and holds no world",
+                                 hint="choose an empty or new directory with --root")
             shutil.rmtree(self.root)
         self.root.mkdir(parents=True)
         self.root.chmod(0o755)  # the postgres and bind users must traverse it
@@ -194,9 +213,12 @@ class World:
                        "failed_regions": [], "pid": os.getpid()}
         self._write_state()
         if cfg.postgres:
+            # Loopback connections need a password, so secret handling is exercised end to end.
+            password = cfg.pg_password or random_password()
+            _write_private(self.root / "pg-password", password)
             self.pg = PostgresPair(self.root / "pg", NodeSpec(cfg.source, cfg.source_addr, cfg.pg_port),
                                    NodeSpec(cfg.target, cfg.target_addr, cfg.pg_port),
-                                   synchronous=cfg.synchronous, password=cfg.pg_password, database=cfg.database)
+                                   synchronous=cfg.synchronous, password=password, database=cfg.database)
             self.pg.start()
             self._state["postgres"] = self.pg.to_dict()
             self._write_state()
@@ -210,8 +232,6 @@ class World:
             self._start_apps()
         if cfg.moto:
             self._start_moto()
-        if cfg.pg_password is not None:
-            _write_private(self.root / "pg-password", cfg.pg_password)
         self.write_regions()
         self._write_state()
 
@@ -294,8 +314,11 @@ class World:
 
     def endpoints(self) -> WorldEndpoints:
         """Addresses, DSNs, URLs, DNS and AWS endpoints of this world."""
-        return endpoints_of(self.config, self.root, tsig_secret=self._tsig_secret,
+        ends = endpoints_of(self.config, self.root, tsig_secret=self._tsig_secret,
                             moto_url=None if self._moto is None else str(self._moto.endpoint_url))
+        if self.pg is not None and self.pg.password is not None:
+            ends.pg_password = SecretStr(self.pg.password)
+        return ends
 
     def write_regions(self) -> Path:
         """Write ``regions/<name>.yaml`` for both regions with this world's real values."""
@@ -348,7 +371,7 @@ def endpoints_of(cfg: WorldConfig, root: Path, *, tsig_secret: SecretStr | None 
     for name in (cfg.source, cfg.target):
         addr = cfg.addr(name)
         regions[name] = RegionEndpoints(name=name, addr=addr,
-                                        pg_dsn=build_dsn(addr, cfg.pg_port, cfg.database, password=cfg.pg_password),
+                                        pg_dsn=build_dsn(addr, cfg.pg_port, cfg.database),
                                         app_url=f"http://{addr}:{cfg.app_port}",
                                         health_url=f"http://{addr}:{cfg.app_port}/healthz")
     return WorldEndpoints(regions=regions, dns_server=f"{cfg.dns_addr}:{cfg.dns_port}", zone=cfg.zone,
@@ -390,8 +413,7 @@ def region_yaml(cfg: WorldConfig, root: Path, region: str, *, moto_url: str | No
         "secrets:",
         f"  tsig_key: {{file: {root / 'tsig.key'}}}",
     ]
-    if cfg.pg_password is not None:
-        lines.append(f"  pg_password: {{file: {root / 'pg-password'}}}")
+    lines.append(f"  pg_password: {{file: {root / 'pg-password'}}}")
     return "\n".join(lines) + "\n"
 
 
@@ -495,6 +517,17 @@ def down(root: Path, *, remove: bool = True) -> list[str]:
     if remove and root.exists() and (state is not None or not any(root.iterdir())):
         shutil.rmtree(root, ignore_errors=True)
     return stopped
+
+
+def _check_traversable(root: Path) -> None:
+    """As root the servers run as other users, who must be able to reach ``root``."""
+    import stat
+
+    for parent in root.resolve().parents:
+        if parent.exists() and not parent.stat().st_mode & stat.S_IXOTH:
+            raise WorldError(f"{parent} is not traversable by other users, so the postgres and bind users "
+                             f"cannot reach {root}",
+                             hint="use a directory under /tmp (the default), or `chmod o+x` that parent")
 
 
 def _write_private(path: Path, text: str) -> None:

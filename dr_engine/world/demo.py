@@ -118,7 +118,7 @@ def run_demo(settings: DemoSettings, runner: Runner, say: Callable[[str], None],
         record = outcome.record
         if record is not None and record.status.value == "succeeded":
             acked = [a.seq for a in load.acks() if a.region == src]
-            present = present_ack_seqs(ends.regions[dst].pg_dsn, acked)
+            present = present_ack_seqs(ends.dsn(dst), acked)
             outcome.lost_independent = len(set(acked) - present)
         if record is not None:
             outcome.reports = _reports(StateDir(settings.state_dir).run_dir(record.run_id))

@@ -61,7 +61,7 @@ def test_model_depends_on_nothing_else_in_dr_engine() -> None:
     for path in sorted((REPO / "dr_engine" / "model").glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("dr_engine."):
-                if not (node.module or "").startswith("dr_engine.model"):
-                    problems.append(f"{path.name}:{node.lineno}: {node.module}")
+            module = node.module or "" if isinstance(node, ast.ImportFrom) and node.level == 0 else ""
+            if module.startswith("dr_engine.") and not module.startswith("dr_engine.model"):
+                problems.append(f"{path.name}:{node.lineno}: {module}")
     assert not problems, problems

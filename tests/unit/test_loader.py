@@ -162,7 +162,7 @@ def test_unknown_region_and_bad_region_file(write_runbook: WriteRunbook, tmp_pat
 def test_region_name_must_match_file(tmp_path: Path) -> None:
     path = tmp_path / "east.yaml"
     path.write_text("name: west\n")
-    with pytest.raises(ConfigError, match="region 'west' is defined in east.yaml"):
+    with pytest.raises(ConfigError, match=r"region 'west' is defined in east\.yaml"):
         load_region(path)
     assert set(load_regions(CORPUS_REGIONS)) == {"east", "west"}
 

@@ -30,6 +30,8 @@ class CloudWatch(AwsApi):
         """The most recent datapoint of a metric within ``window`` (None when there is none)."""
         found = self.call("get_metric_statistics", f"metric {namespace}/{metric}", Namespace=namespace,
                           MetricName=metric, Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
-                          StartTime=now - window, EndTime=now, Period=60, Statistics=[statistic])
+                          # End one period ahead so the current, still-open minute is included.
+                          StartTime=now - window, EndTime=now + timedelta(minutes=1), Period=60,
+                          Statistics=[statistic])
         points = sorted(found.get("Datapoints", []), key=lambda p: p["Timestamp"])
         return float(points[-1][statistic]) if points else None

@@ -75,7 +75,7 @@ def test_throttled_update_recovers(world: AwsWorld, aws_context: Ctx, faults: Fa
 
 def test_unavailable_beyond_budget_is_transient(world: AwsWorld, aws_context: Ctx, faults: FaultControl) -> None:
     faults.add("autoscaling", "DescribeAutoScalingGroups", "unavailable", times=-1)
-    with pytest.raises(TransientError, match="autoscaling:DescribeAutoScalingGroups .*ServiceUnavailable"):
+    with pytest.raises(TransientError, match=r"autoscaling:DescribeAutoScalingGroups .*ServiceUnavailable"):
         Scale().run(_params(world), aws_context())
     assert faults.hits("autoscaling", "DescribeAutoScalingGroups") == 3
 

@@ -57,7 +57,7 @@ def test_apply_with_new_parameters_updates(moto: Any, aws_context: Ctx) -> None:
 
 
 def test_missing_template_is_a_precondition(moto: Any, aws_context: Ctx) -> None:
-    with pytest.raises(PreconditionFailed, match="template stacks/nope.yaml not found"):
+    with pytest.raises(PreconditionFailed, match=r"template stacks/nope.yaml not found"):
         Apply().run(_apply(template="stacks/nope.yaml"), _ctx(aws_context))
 
 
@@ -87,7 +87,7 @@ def test_throttled_create_recovers(moto: Any, aws_context: Ctx, faults: FaultCon
 
 def test_html_500_on_every_try_is_transient(moto: Any, aws_context: Ctx, faults: FaultControl) -> None:
     faults.add("cloudformation", "DescribeStacks", "html500", times=-1)
-    with pytest.raises(TransientError, match="cloudformation:DescribeStacks on stack ledger-app .*unparseable"):
+    with pytest.raises(TransientError, match=r"cloudformation:DescribeStacks on stack ledger-app .*unparseable"):
         Apply().run(_apply(), _ctx(aws_context))
 
 

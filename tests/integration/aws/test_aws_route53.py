@@ -79,13 +79,13 @@ def test_weighted_shift_moves_all_weight_to_the_target(world: AwsWorld, aws_cont
 
 
 def test_unknown_zone_is_a_clear_permanent_error(world: AwsWorld, aws_context: Ctx) -> None:
-    with pytest.raises(ProviderError, match="no Route 53 hosted zone named nope.example.") as caught:
+    with pytest.raises(ProviderError, match=r"no Route 53 hosted zone named nope.example.") as caught:
         Shift().run(_params(world, zone="nope.example"), aws_context())
     assert caught.value.hint
 
 
 def test_verify_of_a_missing_record(world: AwsWorld, aws_context: Ctx) -> None:
-    with pytest.raises(PreconditionFailed, match="no A record named missing.bank.example."):
+    with pytest.raises(PreconditionFailed, match=r"no A record named missing.bank.example."):
         Verify().run(_params(world, record="missing.bank.example"), aws_context())
 
 
@@ -100,7 +100,8 @@ def test_throttled_change_recovers_by_retry(world: AwsWorld, aws_context: Ctx, f
 def test_throttling_beyond_the_retry_budget_is_transient(world: AwsWorld, aws_context: Ctx,
                                                          faults: FaultControl, boto: Any) -> None:
     faults.add("route53", "ChangeResourceRecordSets", "throttle", times=-1)
-    with pytest.raises(TransientError, match=r"route53:ChangeResourceRecordSets on app\.bank\.example\. A .*Throttling"):
+    expected = r"route53:ChangeResourceRecordSets on app\.bank\.example\. A .*Throttling"
+    with pytest.raises(TransientError, match=expected):
         Shift().run(_params(world), aws_context())
     assert faults.hits("route53", "ChangeResourceRecordSets") == 3  # botocore total_max_attempts
     assert _records(boto, world)["primary"][1] == world.source_addr  # nothing changed

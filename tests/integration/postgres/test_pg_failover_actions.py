@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import AckedWriter, PairFactory, fail_region
+from pg_pairs import AckedWriter, PairFactory, fail_region
 from pydantic import SecretStr
 
 from dr_engine.actions.postgres import CheckLag, Fence, Promote, Reconcile, VerifyWritable

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prefect_kit import quiet_env
 
 from dr_engine.prefect_env import EMBEDDED_SETTINGS
 
-REPO = Path(__file__).resolve().parents[3]
 MIGRATE = """
 from prefect import flow
 @flow(persist_result=False)
@@ -26,14 +26,6 @@ def warm_up() -> int:
     return 1
 assert warm_up() == 1
 """
-
-
-def quiet_env(home: Path) -> dict[str, str]:
-    """The environment of a `dr` subprocess in embedded mode."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "DR_STATE_DIR"}
-    env.update(EMBEDDED_SETTINGS)
-    env.update({"PREFECT_HOME": str(home), "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
-    return env
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +55,9 @@ def in_process_prefect(migrated_prefect_home: Path, tmp_path_factory: pytest.Tem
     saved = {k: v for k, v in os.environ.items() if k.startswith("PREFECT_")}
     for key in saved:
         del os.environ[key]
-    os.environ.update({**EMBEDDED_SETTINGS, "PREFECT_HOME": str(home)})
+    # WARNING: Prefect logs "Stopping temporary server" at interpreter exit, after pytest has
+    # closed the captured streams; at INFO that message fails to print.
+    os.environ.update({**EMBEDDED_SETTINGS, "PREFECT_HOME": str(home), "PREFECT_LOGGING_LEVEL": "WARNING"})
     if "prefect" in sys.modules:
         # Prefect read its settings at import; make it see ours.
         from prefect.context import refresh_global_settings_context

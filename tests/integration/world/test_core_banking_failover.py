@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import WorldFactory
 
 from dr_engine.audit import read_events, verify
 from dr_engine.loader import load_runbook
@@ -15,7 +16,28 @@ from dr_engine.plan import build_plan
 from dr_engine.providers.dns import DnsServer, query
 from dr_engine.record import AUDIT_FILE, RunStatus
 from dr_engine.run import RunOptions, start_run
+from dr_engine.world import World, WorldConfig
 from dr_engine.world.ledger_app import present_ack_seqs
+
+WorldFactory = Callable[..., World]
+
+
+@pytest.fixture(scope="module")
+def make_world() -> Iterator[WorldFactory]:
+    """Start worlds on demand (a failover consumes one); stop every one when the module is done."""
+    worlds: list[World] = []
+
+    def make(**overrides: object) -> World:
+        config = WorldConfig.for_tests(moto=False, **overrides)
+        root = Path(tempfile.mkdtemp(prefix="dr-test-world-"))
+        root.chmod(0o755)  # the postgres and bind users must traverse it
+        world = World(config, root=root)
+        worlds.append(world)
+        return world.start()
+
+    yield make
+    for world in worlds:
+        world.stop()
 
 pytestmark = pytest.mark.integration
 
@@ -52,12 +74,17 @@ def test_sync_failover_under_load_meets_rpo_zero_and_moves_dns(make_world: World
     assert record.rows_lost == 0
     assert record.rpo_met is True
     assert _answer(ends.dns_server, ends.public_name) == [world.config.target_addr]
-    target_dsn = ends.regions[world.config.target].pg_dsn
+    target_dsn = ends.dsn(world.config.target)
     assert present_ack_seqs(target_dsn, sorted(acked_before)) == acked_before
     # The load generator follows the public name: new writes land in the recovery region.
     _wait_acks(load, 5, region=world.config.target)
     events = read_events(record_dir(tmp_path / "state", record.run_id) / AUDIT_FILE)
     assert verify(record_dir(tmp_path / "state", record.run_id) / AUDIT_FILE).ok
+    # The database password (a region secret) reached the actions but no file of the run.
+    assert world.pg is not None and world.pg.password
+    for path in record_dir(tmp_path / "state", record.run_id).rglob("*"):
+        if path.is_file():
+            assert world.pg.password not in path.read_text(errors="replace"), path
     assert [e["data"]["step"] for e in events if e["type"] == "step.succeeded"][-1] == "reconcile"
 
 
@@ -90,7 +117,7 @@ def test_async_lag_gate_refuses_then_audited_override_measures_exact_loss(
     assert any(o.kind == "allow-data-loss" for o in allowed.overrides)
     events = read_events(record_dir(state, allowed.run_id) / AUDIT_FILE)
     assert any(e["type"] == "override" and e["data"].get("kind") == "allow-data-loss" for e in events)
-    present = present_ack_seqs(ends.regions[world.config.target].pg_dsn, sorted(acked))
+    present = present_ack_seqs(ends.dsn(world.config.target), sorted(acked))
     lost = acked - present
     assert len(lost) >= 10
     assert allowed.rows_lost == len(lost)

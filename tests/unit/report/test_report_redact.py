@@ -35,6 +35,7 @@ def test_markup_around_a_secret_survives() -> None:
     "secrets:\n  tsig_key: {file: /tmp/tsig.key}",
     "passed: 3 steps, 0 rows lost",
     "https://example.com/healthz",
+    '{"text": "failover lock taken, fencing token 1", "token": 1}',
 ])
 def test_harmless_text_is_kept(text: str) -> None:
     assert redact_text(text) == text

@@ -1,4 +1,4 @@
-"""Fixtures: embedded worlds on this test run's own loopback addresses and ports."""
+"""Fixtures for operations tests: embedded worlds on this run's own addresses and ports."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from dr_engine.world import World, WorldConfig
 WorldFactory = Callable[..., World]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def make_world() -> Iterator[WorldFactory]:
-    """Start worlds on demand (a failover consumes one); stop every one at session end."""
+    """Start worlds on demand; stop every one (and its processes) when the test ends."""
     worlds: list[World] = []
 
     def make(**overrides: object) -> World:
         config = WorldConfig.for_tests(moto=False, **overrides)
-        world = World(config, root=Path(tempfile.mkdtemp(prefix="dr-test-world-")))
+        world = World(config, root=Path(tempfile.mkdtemp(prefix="dr-test-ops-")))
         worlds.append(world)
         return world.start()
 

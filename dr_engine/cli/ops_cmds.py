@@ -1,0 +1,202 @@
+"""``dr drill``, ``dr failback``, ``dr approve``, ``dr skip``, ``dr cancel``, ``dr drill-cleanup``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from dr_engine.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err, handle_errors, out, state_dir_option
+from dr_engine.loader import load_runbook
+from dr_engine.model import RunMode
+from dr_engine.plan import ExecutionPlan, build_plan
+from dr_engine.record import RunRecord
+from dr_engine.run import RunOptions
+from dr_engine.runbooks import resolve_runbook
+from dr_engine.statedir import StateDir
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C: the engine stops starting steps, cleans up and records the end."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        del signum, frame
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def render_drill(record: RunRecord) -> None:
+    """Print what the drill created and what its cleanup removed."""
+    drill: dict[str, Any] = (record.model_extra or {}).get("drill") or {}
+    console = out()
+    cleaned = {c["id"]: c for c in drill.get("cleaned", []) if c.get("ok")}
+    failed = [c for c in drill.get("cleaned", []) if not c.get("ok") and c["id"] not in cleaned]
+    console.print(f"  drill copies: {len(drill.get('resources', []))} created, {len(cleaned)} removed"
+                  + (f", {len(failed)} NOT removed" if failed else ""), markup=False)
+    for entry in cleaned.values():
+        console.print(f"    removed {entry['id']}: {entry['detail']}", markup=False)
+    for entry in failed:
+        console.print(f"    NOT removed {entry['id']}: {entry['detail']}", markup=False)
+    if failed:
+        console.print(f"  retry with: dr drill-cleanup {record.run_id}", markup=False)
+
+
+def _run(plan: ExecutionPlan, options: RunOptions) -> tuple[int, RunRecord | None]:
+    from dr_engine.cli.run_cmds import execute_and_render
+
+    with terminate_as_interrupt():
+        code = execute_and_render(plan, options)
+    record = StateDir(options.state_dir).load(options.run_id) if options.run_id and \
+        StateDir(options.state_dir).exists(options.run_id) else None
+    return code, record
+
+
+def _confirm(what: str, plan: ExecutionPlan, yes: bool) -> None:
+    rb = plan.loaded.runbook
+    err().print(f"About to {what} '{rb.runbook}' from {rb.source} to {rb.target} ({len(plan.steps)} steps).",
+                markup=False)
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        err().print("error: refusing without confirmation: no terminal to ask on\n  hint: pass --yes", markup=False)
+        raise typer.Exit(EXIT_USAGE)
+    answer = typer.prompt(f"Type the runbook name ({rb.runbook}) to confirm", default="", show_default=False)
+    if answer.strip() != rb.runbook:
+        err().print("aborted: the name did not match; nothing was changed", markup=False)
+        raise typer.Exit(EXIT_USAGE)
+
+
+@handle_errors
+def drill_cmd(
+    runbook: str = typer.Argument(..., help="Runbook name (runbooks/NAME.yaml) or path."),
+    reason: str = typer.Option("scheduled DR drill", "--reason", help="Why (recorded)."),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Steps run at the same time."),
+    state_dir: Path = state_dir_option(),
+) -> None:
+    """Test-fail over to drill copies (production untouched); drill copies are always removed."""
+    plan = build_plan(load_runbook(resolve_runbook(runbook)))
+    options = RunOptions(mode=RunMode.DRILL, state_dir=state_dir, reason=reason, concurrency=concurrency)
+    code, record = _run(plan, options)
+    if record is not None:
+        render_drill(record)
+    raise typer.Exit(code)
+
+
+@handle_errors
+def failback_cmd(
+    runbook: str = typer.Argument(..., help="Failback runbook name or path (source = the region to leave)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    reason: str = typer.Option("planned failback", "--reason", help="Why (recorded)."),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Steps run at the same time."),
+    state_dir: Path = state_dir_option(),
+) -> None:
+    """Return to the original region: rejoin it as a standby, then switch over with zero data loss."""
+    plan = build_plan(load_runbook(resolve_runbook(runbook)))
+    _confirm("FAIL BACK", plan, yes)
+    options = RunOptions(mode=RunMode.FAILBACK, state_dir=state_dir, reason=reason, concurrency=concurrency)
+    code, _ = _run(plan, options)
+    raise typer.Exit(code)
+
+
+@handle_errors
+def approve_cmd(
+    run_id: str = typer.Argument(..., help="Run id (a unique prefix or 'latest')."),
+    as_: str = typer.Option(..., "--as", help="Who approves (recorded in the audit log)."),
+    reject: bool = typer.Option(False, "--reject", help="Reject instead of approving."),
+    comment: str = typer.Option("", "--comment", help="Why (recorded)."),
+    state_dir: Path = state_dir_option(),
+) -> None:
+    """Answer a run waiting in a control.approve step (or for an --allow-data-loss approval)."""
+    from dr_engine.approval import pending_approval
+    from dr_engine.prefect_env import configure, server_mode
+
+    pending = pending_approval(state_dir, run_id)
+    allowed = pending.get("approvers") or []
+    if allowed and as_ not in allowed and not reject:
+        err().print(f"error: {as_!r} may not approve step {pending.get('step')}: allowed are {', '.join(allowed)}",
+                    markup=False)
+        raise typer.Exit(EXIT_USAGE)
+    if not server_mode() and pending.get("api_url"):
+        # Answer on the server the waiting run talks to (its embedded server, in embedded mode).
+        os.environ["PREFECT_API_URL"] = str(pending["api_url"])
+    configure(state_dir, quiet_console=True)
+    from flows.approval import answer
+
+    answer(str(pending["flow_run_id"]), approver=as_, approve=not reject, comment=comment)
+    out().print(f"{'rejected' if reject else 'approved'} step {pending.get('step')} of run {pending['run_id']} "
+                f"as {as_}", markup=False)
+
+
+@handle_errors
+def skip_cmd(
+    run_id: str = typer.Argument(..., help="Run id (a unique prefix or 'latest')."),
+    step: str = typer.Argument(..., help="Step id to skip."),
+    reason: str = typer.Option(..., "--reason", help="Why (recorded; shown as a deviation in reports)."),
+    force: bool = typer.Option(False, "--force", help="Allow skipping a safety-critical step (audited override)."),
+    by: str = typer.Option(None, "--as", help="Who skips (default: user@host)."),
+    state_dir: Path = state_dir_option(),
+) -> None:
+    """Mark a step of a halted run as skipped; `dr resume` then continues after it."""
+    from dr_engine.controls import skip_step
+
+    record = skip_step(state_dir, run_id, step, reason=reason, by=by, force=force)
+    out().print(f"step {step} of run {record.run_id} marked skipped; continue with: dr resume {record.run_id}",
+                markup=False)
+
+
+@handle_errors
+def cancel_cmd(
+    run_id: str = typer.Argument(..., help="Run id (a unique prefix or 'latest')."),
+    reason: str = typer.Option("", "--reason", help="Why (recorded)."),
+    by: str = typer.Option(None, "--as", help="Who cancels (default: user@host)."),
+    state_dir: Path = state_dir_option(),
+) -> None:
+    """Cancel a run: a running one stops before its next step; a halted one is marked cancelled."""
+    from dr_engine.controls import request_cancel
+
+    outcome, record = request_cancel(state_dir, run_id, by=by, reason=reason)
+    if outcome == "requested":
+        out().print(f"cancel requested: run {record.run_id} stops before its next step", markup=False)
+    else:
+        out().print(f"run {record.run_id} is cancelled", markup=False)
+
+
+@handle_errors
+def drill_cleanup_cmd(
+    run_id: str = typer.Argument(..., help="Run id of a drill whose copies were not all removed."),
+    state_dir: Path = state_dir_option(),
+) -> None:
+    """Remove the drill copies a drill could not remove (e.g. after its process was killed)."""
+    from dr_engine.drill_cleanup import cleanup_run
+
+    results = cleanup_run(state_dir, run_id)
+    for item in results:
+        out().print(f"{'removed' if item['ok'] else 'NOT removed'} {item['id']}: {item['detail']}", markup=False)
+    if not results:
+        out().print("nothing left to clean up", markup=False)
+    raise typer.Exit(EXIT_OK if all(r["ok"] for r in results) else EXIT_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach these commands to the root app."""
+    app.command("drill")(drill_cmd)
+    app.command("failback")(failback_cmd)
+    app.command("approve")(approve_cmd)
+    app.command("skip")(skip_cmd)
+    app.command("cancel")(cancel_cmd)
+    app.command("drill-cleanup")(drill_cleanup_cmd)
+
+
+__all__ = ["register", "render_drill", "terminate_as_interrupt"]

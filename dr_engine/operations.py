@@ -1,0 +1,111 @@
+"""Operations hooks the engine calls at fixed points of a run (drills, approvals, operator controls).
+
+:class:`RunHooks` keeps these features out of the engine's core loop: the engine asks it
+
+- whether a step is skipped in a drill, and with which parameters it runs (drill copies);
+- before the first step: whether ``--allow-data-loss`` was approved (when the CLI asked for it);
+- before each step: whether ``dr cancel`` asked the run to stop;
+- before sealing the run: to clean up drill copies (always, whatever the outcome).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from dr_engine import audit as ev
+from dr_engine.actions.base import Action, ActionParams, StepContext
+from dr_engine.controls import OPERATOR_CANCEL, take_cancel_request
+from dr_engine.drill import DrillSession, skips_in_drill
+from dr_engine.model import RunMode
+from dr_engine.plan import PlannedStep
+from dr_engine.record import StepError
+
+if TYPE_CHECKING:
+    from dr_engine.run import Engine
+
+log = logging.getLogger("dr_engine.operations")
+
+#: RunOptions.extras key: the CLI sets it so that --allow-data-loss must be approved by a person.
+REQUIRE_DATA_LOSS_APPROVAL = "require_data_loss_approval"
+
+
+class RunHooks:
+    """The engine's operations hooks for one run."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._drill: DrillSession | None = None
+
+    @property
+    def drilling(self) -> bool:
+        """True for a drill run."""
+        return self.engine.options.mode is RunMode.DRILL
+
+    def drill_session(self) -> DrillSession:
+        """The drill session of this run (rebuilt from the audit log on resume)."""
+        if self._drill is None:
+            engine = self.engine
+            assert engine.record is not None and engine.run_dir is not None
+            self._drill = DrillSession.for_run(engine.plan, engine.record.run_id, engine.run_dir, engine.emit,
+                                               record=lambda: engine.record)
+        return self._drill
+
+    def skips_in_drill(self, planned: PlannedStep, action_cls: type[Action[Any]]) -> bool:
+        """True when ``planned`` does not run in this drill."""
+        return skips_in_drill(planned, action_cls)
+
+    def params_for(self, planned: PlannedStep, action_cls: type[Action[Any]], params: ActionParams,
+                   ctx: StepContext) -> ActionParams:
+        """The parameters the step runs with (drill copies in a drill, unchanged otherwise)."""
+        if not self.drilling:
+            return params
+        return self.drill_session().adapt(planned, action_cls, params, ctx)
+
+    def before_steps(self) -> StepError | None:
+        """Before any step: the data-loss approval, when required. A StepError halts the run."""
+        engine = self.engine
+        options = engine.options
+        if not (options.allow_data_loss and options.extras.get(REQUIRE_DATA_LOSS_APPROVAL)):
+            return None
+        from dr_engine.approval import DATA_LOSS_STEP, data_loss_refusal
+        from dr_engine.clock import Deadline
+
+        assert engine.record is not None and engine.run_dir is not None
+        approved = any(o.kind == "allow-data-loss-approved" for o in engine.record.overrides)
+        loaded = engine.plan.loaded
+        ctx = StepContext(run_id=engine.record.run_id, step_id=DATA_LOSS_STEP, mode=options.mode,
+                          source=loaded.source, target=loaded.target, objectives=loaded.runbook.objectives,
+                          deadline=Deadline(engine.clock, 7 * 24 * 3600.0), clock=engine.clock,
+                          log=logging.getLogger("dr_engine.approval"), state_dir=engine.state.root,
+                          allow_data_loss=True,
+                          extras={**options.extras, "emit": engine.emit, "run_dir": engine.run_dir})
+        return data_loss_refusal(ctx, options.extras.get("approval_gate"), reason=options.reason,
+                                 already_approved=approved)
+
+    def cancel_requested(self) -> bool:
+        """True (once) when ``dr cancel`` asked this run to stop; the request is audited here."""
+        engine = self.engine
+        if engine.run_dir is None:
+            return False
+        request = take_cancel_request(engine.run_dir)
+        if request is None:
+            return False
+        by = str(request.get("by") or "")
+        engine.emit(OPERATOR_CANCEL, actor=by or None, reason=str(request.get("reason", "")),
+                    detail=f"cancel requested at {request.get('requested_at', '?')}; no new step starts")
+        engine.emit(ev.NOTE_ADDED, text=f"cancelled by {by or 'an operator'}: "
+                                        f"{request.get('reason') or 'no reason given'}")
+        return True
+
+    def before_finish(self) -> None:
+        """Before the run is sealed: remove drill copies (always, whatever the outcome)."""
+        if not self.drilling or self.engine.run_dir is None or self.engine.record is None:
+            return
+        try:
+            self.drill_session().cleanup()
+        except Exception:  # cleanup records each failure itself; never lose the run's end
+            log.exception("drill cleanup crashed")
+
+
+__all__ = ["REQUIRE_DATA_LOSS_APPROVAL", "RunHooks"]

@@ -1,0 +1,85 @@
+"""`dr world ...` and `dr demo` as a user runs them (real processes, own addresses and ports)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from dr_engine.loader import load_runbook
+from dr_engine.plan import build_plan
+from dr_engine.world.core import DEFAULT_ROOT, WorldConfig, region_yaml
+
+REPO = Path(__file__).resolve().parents[3]
+DR = str(Path(sys.executable).parent / "dr")
+
+
+def _dr(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DR, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**os.environ, "NO_COLOR": "1", **(env or {})})
+
+
+def _fresh_root() -> Path:
+    # Not under pytest's 0700 tmp dir: the postgres and bind users must traverse every parent.
+    root = Path(tempfile.mkdtemp(prefix="dr-test-world-cli-"))
+    root.chmod(0o755)
+    return root
+
+
+def test_shipped_regions_describe_the_default_world() -> None:
+    for region in ("us-east-1", "us-west-2"):
+        shipped = (REPO / "regions" / f"{region}.yaml").read_text()
+        assert shipped == region_yaml(WorldConfig(), DEFAULT_ROOT, region)
+    plan = build_plan(load_runbook(REPO / "runbooks" / "core-banking.yaml"))
+    assert plan.rto_stop == "verify-public"
+    assert [s.id for s in plan.steps][:3] == ["check-lag", "fence-primary", "promote"]
+
+
+@pytest.mark.integration
+def test_world_up_status_fail_restore_down_across_invocations(tmp_path: Path) -> None:
+    root = _fresh_root()
+    up = _dr("world", "up", "--auto-ports", "--no-moto", "--root", str(root))
+    try:
+        assert up.returncode == 0, up.stderr
+        status = _dr("world", "status", "--root", str(root), "--output", "json")
+        assert status.returncode == 0
+        parts = json.loads(status.stdout)["parts"]
+        assert all(p["alive"] for p in parts.values())
+        assert {"postgres us-east-1", "postgres us-west-2", "ledger app us-east-1", "dns"} <= set(parts)
+        failed = _dr("world", "fail", "us-east-1", "--root", str(root))
+        assert failed.returncode == 0 and "frozen (2 processes)" in failed.stdout
+        pid = parts["postgres us-east-1"]["pid"]
+        assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+        assert _dr("world", "restore", "us-east-1", "--root", str(root)).returncode == 0
+        again = _dr("world", "up", "--auto-ports", "--root", str(root))
+        assert again.returncode == 1 and "already running" in again.stderr
+    finally:
+        down = _dr("world", "down", "--root", str(root))
+    assert down.returncode == 0 and "postgres us-east-1" in down.stdout
+    assert not Path(f"/proc/{pid}").exists() or "postgres" not in Path(f"/proc/{pid}/cmdline").read_text()
+    assert _dr("world", "status", "--root", str(root)).returncode == 1
+
+
+@pytest.mark.integration
+def test_demo_with_async_replication_measures_the_data_lost(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    root = _fresh_root()
+    done = _dr("demo", "--auto-ports", "--no-moto", "--async-replication", "--allow-data-loss",
+               "--root", str(root), "--state-dir", str(state), timeout=400,
+               env={"PREFECT_HOME": str(tmp_path / "prefect-home")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = list((state / "runs").iterdir())
+    assert len(runs) == 1
+    record = json.loads((runs[0] / "run.json").read_text())
+    assert record["status"] == "succeeded"
+    assert record["allow_data_loss"] is True
+    assert record["rows_lost"] > 0
+    assert record["rpo_met"] is False
+    assert f"Independent check: {record['rows_lost']} acknowledged transfer(s)" in done.stderr
+    assert (runs[0] / "report" / "report.md").is_file()
+    assert not root.exists()  # torn down
