@@ -20,6 +20,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "dr_engine.actions.aws_route53", "dr_engine.actions.aws_cloudformation", "dr_engine.actions.aws_rds", "dr_engine.actions.aws_autoscaling", "dr_engine.actions.aws_cloudwatch", "dr_engine.actions.aws_s3", "dr_engine.actions.aws_dynamodb", "dr_engine.actions.aws_secretsmanager",  # noqa: E501
     "dr_engine.actions.terraform",
     "dr_engine.actions.postgres",
+    "dr_engine.actions.postgres_failback",
     "dr_engine.actions.http",
     "dr_engine.actions.dns",
 )

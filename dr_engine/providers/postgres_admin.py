@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from dr_engine.errors import ProviderError, StepTimeout
 from dr_engine.providers.postgres import DEFAULT_BIN, postmaster_pid, redact
 
@@ -51,11 +53,16 @@ def owned_dir(path: Path, mode: int = 0o700) -> Path:
 
 
 def run_tool(name: str, args: list[str], *, timeout: float, owner_of: Path | None = None,
-             bin_dir: Path = DEFAULT_BIN) -> subprocess.CompletedProcess[str]:
-    """Run PostgreSQL binary ``name`` as the server user; never raises for a non-zero exit."""
+             bin_dir: Path = DEFAULT_BIN, password: SecretStr | None = None) -> subprocess.CompletedProcess[str]:
+    """Run PostgreSQL binary ``name`` as the server user; never raises for a non-zero exit.
+
+    A ``password`` goes to the tool through ``PGPASSWORD`` (never on its command line).
+    """
     argv = [str(bin_dir / name), *args]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env["LC_ALL"] = "C.UTF-8"
+    if password is not None:
+        env["PGPASSWORD"] = password.get_secret_value()
     kwargs: dict[str, Any] = {}
     ids = _ids_for(owner_of)
     if ids is not None:
@@ -146,10 +153,12 @@ def is_running(data_dir: Path) -> bool:
     return postmaster_pid(data_dir / "postmaster.pid") is not None
 
 
-def rewind(data_dir: Path, source_dsn: str, *, timeout: float, bin_dir: Path = DEFAULT_BIN) -> tuple[bool, str]:
+def rewind(data_dir: Path, source_dsn: str, *, timeout: float, bin_dir: Path = DEFAULT_BIN,
+           password: SecretStr | None = None) -> tuple[bool, str]:
     """``pg_rewind --target-pgdata DATA --source-server DSN``; returns (exit 0, output tail)."""
     done = run_tool("pg_rewind", ["--target-pgdata", str(data_dir), "--source-server", source_dsn,
-                                  "--no-sync", "--progress"], timeout=timeout, owner_of=data_dir, bin_dir=bin_dir)
+                                  "--no-sync", "--progress"], timeout=timeout, owner_of=data_dir, bin_dir=bin_dir,
+                    password=password)
     return done.returncode == 0, _tail(done)
 
 
