@@ -6,7 +6,7 @@ DR := $(VENV)/bin/dr
 export DO_NOT_TRACK := 1
 export PREFECT_HOME ?= $(CURDIR)/.dr/prefect-home
 
-.PHONY: setup os-packages check lint typecheck test test-fast demo bench clean
+.PHONY: setup os-packages check lint typecheck test test-fast test-full demo bench bench-quick clean
 
 setup: $(VENV)/.installed
 
@@ -31,14 +31,21 @@ check: lint typecheck
 test: setup os-packages check
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# The full reliability matrix (fault injection on every action kind, crash-resume of the demo runbook).
+test-full: setup os-packages
+	$(PY) -m pytest -q -p no:cacheprovider -m reliability_full tests/reliability
+
 test-fast: setup
 	$(PY) -m pytest -q -x -m "not integration"
 
 demo: setup os-packages
 	$(DR) demo
 
-bench: setup
+bench: setup os-packages
 	$(PY) bench/run.py
+
+bench-quick: setup
+	$(PY) bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) .dr .mypy_cache .ruff_cache build *.egg-info

@@ -18,7 +18,9 @@ when interrupted. Every one of them can be resumed (:func:`resume_run`).
 from __future__ import annotations
 
 import logging
+import os
 import random
+import signal
 import subprocess
 import threading
 from collections.abc import Callable
@@ -93,6 +95,17 @@ def git_commit(path: Path) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def _test_crash_point(step_id: str, when: str) -> None:
+    """Crash-resume tests: SIGKILL this process at ``DR_TEST_CRASH_AT=<step>:<before|during|after>``.
+
+    Inert unless that variable is set. ``before``: the step not yet recorded; ``during``: recorded
+    as running, the action about to be called; ``after``: the action returned, its result not yet
+    recorded (side effects done, journal unaware: the hardest case for idempotency).
+    """
+    if os.environ.get("DR_TEST_CRASH_AT") == f"{step_id}:{when}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _error_of(exc: BaseException, planned: PlannedStep) -> StepError:
@@ -260,6 +273,15 @@ class Engine:
         except KeyboardInterrupt:
             self._cancelled = True
             self._halt.set()
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                raise
+            # A termination signal raised as another exception (Prefect turns SIGTERM into one):
+            # record the end (drill cleanup included) before letting it through.
+            self._cancelled = True
+            self._halt.set()
+            self._finish()
+            raise
         finally:
             if owned and isinstance(executor, ThreadExecutor):
                 executor.shutdown()
@@ -324,6 +346,7 @@ class Engine:
             self.emit(ev.STEP_SKIPPED, step=planned.id, reason="skipped in drill mode")
             self._notify("step_finished", self.record.step(planned.id))
             return
+        _test_crash_point(planned.id, "before")
         self.emit(ev.STEP_STARTED, step=planned.id, action=planned.action,
                   timeout_seconds=planned.timeout.total_seconds())
         self._notify("step_started", self.record.step(planned.id))
@@ -346,6 +369,7 @@ class Engine:
                 nonlocal tries
                 tries = number
                 ctx = self._context(planned, deadline, number, bindings.outputs)
+                _test_crash_point(planned.id, "during")
                 return action.run(self._ops.params_for(planned, action_cls, bound, ctx), ctx)
 
             result, tries = call_with_retry(attempt, policy=policy, deadline=deadline, clock=self.clock,
@@ -356,6 +380,7 @@ class Engine:
                 exc.step_id, exc.action, exc.attempts = planned.id, planned.action, tries
             self._step_failed(planned, exc, tries, self.clock.monotonic() - started)
             return
+        _test_crash_point(planned.id, "after")
         duration = round(self.clock.monotonic() - started, 3)
         rpo = None
         if result.rpo is not None:

@@ -102,9 +102,10 @@ class MotoServer:
         if self.process is not None:
             self.process.send_signal(signal.SIGCONT)
 
-    def reset(self, timeout: float = 10.0) -> None:
-        """Forget every resource (``POST /moto-api/reset``) and every fault rule."""
-        for method, path in (("POST", "/moto-api/reset"), ("DELETE", "/_dr/faults")):
+    def reset(self, timeout: float = 30.0) -> None:
+        """Forget every fault rule and every resource (``POST /moto-api/reset``)."""
+        # Faults first, so that nothing still in flight is delayed or failed after the reset.
+        for method, path in (("DELETE", "/_dr/faults"), ("POST", "/moto-api/reset")):
             request = urllib.request.Request(self.endpoint_url + path, data=b"", method=method)
             with urllib.request.urlopen(request, timeout=timeout) as answer:
                 answer.read()

@@ -59,6 +59,7 @@ def test_sigterm_during_a_drill_cleans_up_and_records_it(make_world: WorldFactor
             proc.kill()
             proc.wait()
     assert proc.returncode != 0
+    print(errs[-3000:])
     record = StateDir(state).load(run_id)
     assert record.mode == "drill" and record.status is RunStatus.CANCELLED
     drill = (record.model_extra or {})["drill"]
