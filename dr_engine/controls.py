@@ -154,5 +154,5 @@ def skip_step(state_dir: Path, run_id: str, step_id: str, *, reason: str, by: st
     return append_events(state_dir, full, events)
 
 
-__all__ = ["CANCEL_FILE", "OPERATOR_CANCEL", "OPERATOR_SKIP", "append_events", "holder_alive", "request_cancel", "skip_step",
-           "take_cancel_request"]
+__all__ = ["CANCEL_FILE", "OPERATOR_CANCEL", "OPERATOR_SKIP", "append_events", "holder_alive", "request_cancel",
+           "skip_step", "take_cancel_request"]

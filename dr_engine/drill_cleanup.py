@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from dr_engine.audit import default_actor, read_events
-from dr_engine.controls import holder_alive, append_events
+from dr_engine.controls import append_events, holder_alive
 from dr_engine.drill import DrillSession
 from dr_engine.errors import RunStateError
 from dr_engine.journal import rebuild_record

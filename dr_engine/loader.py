@@ -72,6 +72,16 @@ def default_regions_dir(runbook_path: Path | None = None) -> Path:
     return Path("regions")
 
 
+def runbook_location(runbook_path: Path) -> dict[str, str]:
+    """``runbook_path`` (absolute) and ``repo_root`` (the folder above ``runbooks/``) for step contexts.
+
+    Actions resolve repository files (Terraform stacks, CloudFormation templates) against
+    ``repo_root``, so a run finds them whatever the current directory is.
+    """
+    path = runbook_path.resolve()
+    return {"runbook_path": str(path), "repo_root": str(path.parent.parent)}
+
+
 def load_regions(directory: Path) -> dict[str, Region]:
     """Load every ``*.yaml`` region in ``directory`` (all errors reported together)."""
     regions: dict[str, Region] = {}

@@ -252,7 +252,9 @@ def finished_messages(record: RunRecord) -> list[tuple[NotifyEvent, dict[str, An
         out.append((NotifyEvent.HALTED, message(
             NotifyEvent.HALTED, f"{record.mode} of *{record.runbook}* {record.status.value.upper()}{where}; "
             f"resume with `dr resume {record.run_id}`", [*_run_fields(record), ("Error", error), *figures])))
-    missed = [name for name, met in (("RTO", record.rto_met), ("RPO", record.rpo_met)) if met is False]
+    # A halted run has no RTO yet (rto_met is false by definition): its halt message says enough.
+    rto_missed = record.rto_met is False and record.rto_seconds is not None
+    missed = [name for name, met in (("RTO", not rto_missed), ("RPO", record.rpo_met)) if met is False]
     if missed:
         out.append((NotifyEvent.BREACH, message(
             NotifyEvent.BREACH, f"{' and '.join(missed)} objective missed by {record.mode} of *{record.runbook}*",

@@ -16,6 +16,7 @@ from typing import Any
 from dr_engine.actions.base import Action, PreflightCheck, StepContext
 from dr_engine.clock import Deadline, SystemClock
 from dr_engine.errors import DrError
+from dr_engine.loader import runbook_location
 from dr_engine.model import RunMode
 from dr_engine.plan import ExecutionPlan, PlannedStep
 from dr_engine.substitution import find_references, parse_reference
@@ -46,7 +47,7 @@ def _check_step(plan: ExecutionPlan, step: PlannedStep, shared: dict[str, Any]) 
         run_id="preflight", step_id=step.id, mode=RunMode.FAILOVER, source=loaded.source, target=loaded.target,
         objectives=loaded.runbook.objectives, deadline=Deadline(clock, PREFLIGHT_SECONDS), clock=clock,
         log=logging.getLogger(f"dr_engine.preflight.{step.id}"), state_dir=loaded.path.parent,
-        extras={**shared, "preflight": True, "runbook_path": str(loaded.path)},
+        extras={**shared, "preflight": True, **runbook_location(loaded.path)},
     )
     try:
         checks = list(action().preflight(params, ctx))

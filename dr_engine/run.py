@@ -37,7 +37,7 @@ from dr_engine.clock import Clock, Deadline, SystemClock, utc_iso
 from dr_engine.errors import ConfigError, DrError, FencingFailed, PreconditionFailed, RunStateError, StepFailed
 from dr_engine.executors import Executor, InlineExecutor, StepHandle, ThreadExecutor
 from dr_engine.journal import apply_event, rebuild_record
-from dr_engine.loader import load_runbook
+from dr_engine.loader import load_runbook, runbook_location
 from dr_engine.lock import Lease, Lock
 from dr_engine.lock_backends import lock_for
 from dr_engine.model import DrillBehaviour, RunMode
@@ -395,7 +395,8 @@ class Engine:
                  outputs: Any) -> StepContext:
         assert self.record is not None and self.run_dir is not None
         loaded = self.plan.loaded
-        extras = {**self.options.extras, "emit": self.emit, "run_dir": self.run_dir}
+        # Where the runbook lives (stacks/templates resolve against it); options may override.
+        extras = {**runbook_location(loaded.path), **self.options.extras, "emit": self.emit, "run_dir": self.run_dir}
         return StepContext(
             run_id=self.record.run_id, step_id=planned.id, mode=self.options.mode, source=loaded.source,
             target=loaded.target, objectives=loaded.runbook.objectives, deadline=deadline, clock=self.clock,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
@@ -37,6 +37,7 @@ from dr_engine.plan import ExecutionPlan, PlannedStep, build_plan
 from dr_engine.prefect_env import configure
 from dr_engine.progress import Progress
 from dr_engine.record import RunRecord, RunStatus
+from dr_engine.report.publish import artifact_key, artifact_markdown, run_report, write_default_reports
 from dr_engine.run import Engine, ResumePoint, RunOptions, prepare_resume, resume_options
 from dr_engine.statedir import StateDir
 from dr_engine.summary import markdown_summary, step_rows
@@ -84,6 +85,26 @@ def publish_artifacts(record: RunRecord) -> None:
                           description=f"Step timings of run {record.run_id} ({record.status.value})")
     create_markdown_artifact(key=f"dr-summary-{key}", markdown=markdown_summary(record),
                              description=f"{record.mode} of {record.runbook}: {record.status.value}")
+
+
+def publish_reports(record: RunRecord, state_dir: Path) -> list[Path]:
+    """Write the run's HTML + JSON compliance report and publish its summary as an artifact.
+
+    A report that cannot be rendered never changes the run's outcome (the audit log is the
+    source of truth and `dr report` can rebuild it at any time); the failure is logged.
+    """
+    run_dir = StateDir(state_dir).run_dir(record.run_id)
+    try:
+        paths = write_default_reports(run_dir)
+        report = run_report(run_dir)
+        html = next((p for p in paths if p.suffix == ".html"), None)
+        create_markdown_artifact(key=artifact_key(record.run_id), markdown=artifact_markdown(report, html),
+                                 description=f"Compliance report of run {record.run_id}")
+    except Exception as exc:  # reporting must never turn a recovery into a failure
+        get_run_logger().warning("could not write the report of run %s: %s (rebuild it with `dr report %s`)",
+                                 record.run_id, exc, record.run_id)
+        return []
+    return paths
 
 
 def _final_state(record: RunRecord) -> State[Any]:
@@ -141,6 +162,7 @@ def failover_flow(
         launch_ctx.error = exc
         return Failed(message=str(exc))
     publish_artifacts(record)
+    publish_reports(record, Path(state_dir))
     return _final_state(record)
 
 

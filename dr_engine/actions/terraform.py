@@ -117,7 +117,7 @@ def _stack_dir(params: StackParams, ctx: StepContext) -> Path:
     """Resolve ``stack:``: absolute; else against ``extras['workdir']``, the runbook's repo, the cwd."""
     candidates = [Path(params.stack)]
     if not candidates[0].is_absolute():
-        bases = [Path(str(ctx.extras["workdir"]))] if "workdir" in ctx.extras else []
+        bases = [Path(str(ctx.extras[key])) for key in ("workdir", "repo_root") if ctx.extras.get(key)]
         if "runbook_path" in ctx.extras:  # runbooks/<name>.yaml -> the repository root
             bases.append(Path(str(ctx.extras["runbook_path"])).resolve().parent.parent)
         candidates = [base / params.stack for base in [*bases, Path.cwd()]]

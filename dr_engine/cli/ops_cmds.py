@@ -56,8 +56,12 @@ def render_drill(record: RunRecord) -> None:
 def _run(plan: ExecutionPlan, options: RunOptions) -> tuple[int, RunRecord | None]:
     from dr_engine.cli.run_cmds import execute_and_render
 
-    with terminate_as_interrupt():
-        code = execute_and_render(plan, options)
+    code = EXIT_FAILED
+    try:
+        with terminate_as_interrupt():
+            code = execute_and_render(plan, options)
+    except KeyboardInterrupt:
+        err().print("interrupted: no new step was started; the run's end was recorded", markup=False)
     record = StateDir(options.state_dir).load(options.run_id) if options.run_id and \
         StateDir(options.state_dir).exists(options.run_id) else None
     return code, record

@@ -11,10 +11,9 @@ from pathlib import Path
 import typer
 
 from dr_engine.cli.common import EXIT_FAILED, EXIT_USAGE, Output, err, handle_errors, out, print_json, state_dir_option
-from dr_engine.report.evidence import build_evidence, verify_evidence
+from dr_engine.report.formatting import FORMATS
 from dr_engine.report.notes import add_note, close_note, list_notes
 from dr_engine.report.period import build_period_report, parse_day_or_time
-from dr_engine.report.publish import FORMATS, REPORT_DIR, render_period_files, write_files, write_run_reports
 from dr_engine.runbooks import runbooks_dir
 from dr_engine.statedir import StateDir
 
@@ -47,6 +46,9 @@ def report_cmd(
     state_dir: Path = state_dir_option(),
 ) -> None:
     """Render the report of one run, or with --since the period report over many runs."""
+    # Imported here: the renderers pull in matplotlib, which would slow every `dr` command.
+    from dr_engine.report.publish import REPORT_DIR, render_period_files, write_files, write_run_reports
+
     chosen = _formats(formats)
     if run_id and since:
         raise typer.BadParameter("give either a RUN_ID or --since, not both", param_hint="RUN_ID")
@@ -91,6 +93,8 @@ def evidence_cmd(
     state = StateDir(state_dir)
     run_id = state.resolve_run_id(args[0])
     target = output_file or Path(f"evidence-{run_id}.zip")
+    from dr_engine.report.evidence import build_evidence  # lazy: pulls in the renderers
+
     result = build_evidence(state.run_dir(run_id), target)
     console = out()
     console.print(f"evidence pack {result.path} ({len(result.manifest['files'])} files, audit chain "
@@ -100,6 +104,8 @@ def evidence_cmd(
 
 
 def _verify(path: Path, output: Output) -> None:
+    from dr_engine.report.evidence import verify_evidence  # lazy: pulls in the renderers
+
     outcome = verify_evidence(path)
     if output is Output.JSON:
         print_json({"ok": outcome.ok, "file": str(path), "run_id": outcome.run_id, "checked": outcome.checked,

@@ -70,3 +70,7 @@ def fmt_percent(value: float | None) -> str:
 
 
 __all__ = ["fmt_bytes", "fmt_date", "fmt_percent", "fmt_seconds", "fmt_ts", "parse_ts"]
+
+
+#: Every format a report can be rendered to.
+FORMATS = ("html", "pdf", "md", "json")

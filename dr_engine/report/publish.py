@@ -17,7 +17,7 @@ from typing import Any
 
 from dr_engine.record import atomic_write_text
 from dr_engine.report.charts import TrendPoint, rto_trend_chart, timeline_chart
-from dr_engine.report.formatting import fmt_seconds, fmt_ts, parse_ts
+from dr_engine.report.formatting import FORMATS, fmt_seconds, fmt_ts, parse_ts
 from dr_engine.report.model import RunReport, build_run_report
 from dr_engine.report.period import PeriodReport
 from dr_engine.report.render import render_html, render_json, render_markdown, render_pdf
@@ -25,7 +25,6 @@ from dr_engine.report.source import load_run
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("html", "pdf", "md", "json")
 DEFAULT_FORMATS = ("html", "json")
 REPORT_DIR = "report"
 SUMS_FILE = "SHA256SUMS"

@@ -70,10 +70,11 @@ class WebhookReceiver:
         self.stop()
 
     def stop(self) -> None:
-        """Shut the server down and close its socket."""
-        self._server.shutdown()
+        """Shut the server down (if it was started) and close its socket."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(5)
         self._server.server_close()
-        self._thread.join(5)
 
     @property
     def payloads(self) -> list[dict[str, Any]]:

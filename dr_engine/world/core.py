@@ -173,6 +173,8 @@ class World:
     _tsig_secret: SecretStr | None = None
     _load: Any = None
     _state: dict[str, Any] = field(default_factory=dict)
+    #: Ids of the AWS resources seeded into moto (zone id, group, buckets, state buckets); empty without moto.
+    aws_resources: dict[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> World:
@@ -274,6 +276,9 @@ class World:
         self._moto.start()
         self._state["moto"] = {"pid": self._moto.pid, "marker": "dr_engine.world.moto_server",
                                "endpoint_url": self._moto.endpoint_url}
+        self._write_state()  # recorded before seeding, so `down` stops it even if seeding fails
+        self.aws_resources = seed_world_aws(self.config, self._moto.endpoint_url)
+        self._state["moto"]["seeded"] = self.aws_resources
 
     def stop(self) -> None:
         """Stop everything this world started (load, apps, DNS, moto, databases)."""
@@ -293,6 +298,11 @@ class World:
         if self.pg is not None and self.pg.nodes:
             self.pg.stop()
         down(self.root, remove=not self.keep_root)
+
+    @property
+    def moto_endpoint_url(self) -> str | None:
+        """The local AWS endpoint (moto) of this world; None when the AWS part is off."""
+        return None if self._moto is None else str(self._moto.endpoint_url)
 
     # ------------------------------------------------------------------ state
     def _write_state(self) -> None:
@@ -382,6 +392,23 @@ def endpoints_of(cfg: WorldConfig, root: Path, *, tsig_secret: SecretStr | None 
                           ack_file=root / "acked.log", regions_dir=root / "regions")
 
 
+def seed_world_aws(cfg: WorldConfig, endpoint_url: str) -> dict[str, str]:
+    """Create the AWS half of the world in moto: the demo resources and each region's Terraform state bucket.
+
+    The state buckets exist beforehand, as in a real estate, so ``dr plan`` can pre-flight a
+    ``terraform.apply`` against the target region's state before any failover ran.
+    """
+    from dr_engine.providers.terraform_backend import ensure_state_backend
+    from dr_engine.world.aws_seed import AwsWorld, seed_aws_world
+
+    seeded = seed_aws_world(endpoint_url, AwsWorld(source_region=cfg.source, target_region=cfg.target,
+                                                   source_addr=cfg.source_addr, target_addr=cfg.target_addr))
+    for region in (cfg.source, cfg.target):
+        ensure_state_backend(bucket=f"dr-tfstate-{region}", region=region, endpoint=endpoint_url)
+        seeded[f"state_bucket_{region}"] = f"dr-tfstate-{region}"
+    return seeded
+
+
 def region_yaml(cfg: WorldConfig, root: Path, region: str, *, moto_url: str | None = None) -> str:
     """The text of ``regions/<region>.yaml`` for a world (the shipped files are the default's)."""
     from dr_engine.world.postgres import build_dsn
@@ -400,6 +427,7 @@ def region_yaml(cfg: WorldConfig, root: Path, region: str, *, moto_url: str | No
         f"  addr: {addr}",
         f"  health_url: http://{addr}:{cfg.app_port}/healthz",
         f"  app_url: http://{addr}:{cfg.app_port}",
+        f"  app_port: {cfg.app_port}",
         f"  pg_dsn: {build_dsn(addr, cfg.pg_port, cfg.database)}",
         f"  pg_data_dir: {pg_root / 'data' / region}",
         f"  pg_synchronous: {'true' if cfg.synchronous else 'false'}",
@@ -542,4 +570,4 @@ def random_password() -> str:
 
 
 __all__ = ["DEFAULT_ROOT", "World", "WorldConfig", "WorldEndpoints", "WorldError", "down", "read_state",
-           "region_yaml", "signal_region", "status"]
+           "region_yaml", "seed_world_aws", "signal_region", "status"]

@@ -29,7 +29,7 @@ def test_sigterm_during_a_drill_cleans_up_and_records_it(make_world: WorldFactor
     runbooks.mkdir()
     # Slow the drill down after the clone exists, so SIGTERM lands mid-drill.
     text = RUNBOOK.read_text().replace("  - id: verify-app-target\n", "  - id: pause\n    action: control.wait\n"
-                                       "    with: {duration: 30s}\n    after: [verify-db]\n    timeout: 60s\n\n"
+                                       "    with: {duration: 8s}\n    after: [verify-db]\n    timeout: 60s\n\n"
                                        "  - id: verify-app-target\n", 1)
     text = text.replace("    after: [verify-db]\n    timeout: 60s\n\n  - id: shift-dns",
                         "    after: [pause]\n    timeout: 60s\n\n  - id: shift-dns", 1)
@@ -53,19 +53,18 @@ def test_sigterm_during_a_drill_cleans_up_and_records_it(make_world: WorldFactor
             time.sleep(0.1)
         assert run_id is not None, "the drill did not reach its pause step"
         proc.send_signal(signal.SIGTERM)
-        out, errs = proc.communicate(timeout=120)
+        proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode != 0
-    print(errs[-3000:])
     record = StateDir(state).load(run_id)
     assert record.mode == "drill" and record.status is RunStatus.CANCELLED
     drill = (record.model_extra or {})["drill"]
     assert {r["id"] for r in drill["resources"]} == {c["id"] for c in drill["cleaned"] if c["ok"]}
     assert drill["cleanup"]["failed"] == []
-    assert "removed postgres-clone:ledger" in out
+    assert "postgres-clone:ledger" in drill["cleanup"]["cleaned"]
     assert verify(StateDir(state).audit_file(run_id)).ok
     drill_addr = world.config.target_addr.rsplit(".", 1)[0] + ".20" + world.config.target_addr.rsplit(".", 1)[1]
     assert not responsive(f"postgresql://postgres@{drill_addr}:{world.config.pg_port}/ledger", 0.5)

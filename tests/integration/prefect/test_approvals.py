@@ -13,7 +13,6 @@ import pytest
 from conftest import quiet_env
 
 import dr_engine.testing.actions  # noqa: F401  (registers the fake.* actions)
-
 from dr_engine.actions.base import Action, ActionParams, Capability, StepContext, StepResult
 from dr_engine.actions.registry import register
 from dr_engine.audit import read_events, verify

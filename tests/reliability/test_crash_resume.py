@@ -1,0 +1,230 @@
+"""SIGKILL `dr failover` at every step boundary and in the middle of every step, then `dr resume`.
+
+The kill is driven by the engine's test hook ``DR_TEST_CRASH_AT=<step>:<point>`` (the process
+SIGKILLs itself at that exact point, no sleeps):
+
+- ``before``: the previous wave is recorded, this step is not (a boundary);
+- ``during``: the step is recorded as running, its action about to be called (mid-step);
+- ``after``: the action returned (its side effects happened) but its result is not recorded.
+
+Then `dr resume` (without the hook) must finish the run: the final state matches an
+uninterrupted run, no finished step runs again, the audit chain verifies and is sealed, and
+the run record is complete. The provider-free ``sample-noop`` runs in the default suite (against
+a `prefect server` of our own, so each process starts in ~3 s); ``core-banking`` against a real
+embedded world in the full matrix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import reliability_kit as kit
+from conftest import REPO, quiet_env
+
+from dr_engine.audit import read_events, verify
+from dr_engine.loader import load_runbook
+from dr_engine.plan import build_plan
+from dr_engine.record import RunRecord
+
+pytestmark = pytest.mark.integration
+
+DR = str(Path(sys.executable).parent / "dr")
+POINTS = ("before", "during", "after")
+SAMPLE_STEPS = ("announce", "settle-a", "settle-b", "verify-target")
+CORE_STEPS = ("check-lag", "fence-primary", "promote", "verify-db", "verify-app-target", "shift-dns",
+              "verify-dns", "verify-public", "reconcile")
+GUARD = 300.0  # hang guard for a subprocess, never a performance assertion
+
+
+def _dr(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DR, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=GUARD,
+                          stdin=subprocess.DEVNULL, check=False)
+
+
+def _crash(args: list[str], cwd: Path, env: dict[str, str], point: str) -> subprocess.CompletedProcess[str]:
+    """Run `dr` with the crash hook in its own session; kill what is left of the session after it died."""
+    proc = subprocess.Popen([DR, *args], cwd=cwd, env={**env, "DR_TEST_CRASH_AT": point}, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=GUARD)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # children of the dead process (a step's shell)
+        except ProcessLookupError:
+            pass
+        if proc.poll() is None:
+            proc.wait(30)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _record(run_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((run_dir / "run.json").read_text())
+    return data
+
+
+def _check_interrupted(run_dir: Path, step: str, when: str) -> None:
+    record = _record(run_dir)
+    assert record["status"] == "running"  # a killed run stays running until resumed
+    status = {s["id"]: s["status"] for s in record["steps"]}
+    assert status[step] == ("pending" if when == "before" else "running"), status
+    check = verify(run_dir / "audit.jsonl")
+    assert check.ok and not check.sealed, check
+
+
+def _check_resumed(run_dir: Path, reference: dict[str, Any], step: str, when: str) -> dict[str, Any]:
+    record = _record(run_dir)
+    assert record["status"] == "succeeded" and record["resumes"] == 1
+    # Complete: every step finished with timings; the run has its end, RTO and sealed log.
+    for s in record["steps"]:
+        assert s["status"] == "succeeded" and s["finished_at"] and s["duration_seconds"] is not None, s
+    assert record["finished_at"] and record["rto_seconds"] is not None and record["rto_met"] is True
+    check = verify(run_dir / "audit.jsonl")
+    assert check.ok and check.sealed and check.count == record["audit_count"]
+    # Same final state as an uninterrupted run.
+    mine = {s["id"]: (s["status"], s["outputs"]) for s in record["steps"]}
+    theirs = {s["id"]: (s["status"], s["outputs"]) for s in reference["steps"]}
+    assert mine == theirs
+    # No finished step ran again; only the interrupted step ran twice (once if killed before it).
+    events = read_events(run_dir / "audit.jsonl")
+    started = [e["data"]["step"] for e in events if e["type"] == "step.started"]
+    for sid in {s["id"] for s in record["steps"]}:
+        expected = 2 if sid == step and when != "before" else 1
+        if sid != step and sid in _reset_steps(events):
+            expected = 2  # a parallel step in flight at the crash re-runs as well
+        assert started.count(sid) == expected, (sid, started)
+    assert sum(e["type"] == "step.succeeded" for e in events) == len(record["steps"])
+    return record
+
+
+def _reset_steps(events: list[dict[str, Any]]) -> list[str]:
+    resumed = [e for e in events if e["type"] == "run.resumed"]
+    return list(resumed[0]["data"]["reset_steps"]) if resumed else []
+
+
+def _ledger(name: str, run_dir: Path, runbook: Path, regions: Path | None, state: Path) -> None:
+    plan = kit.remember_plan(build_plan(load_runbook(runbook, regions_dir=regions)))
+    record = RunRecord.model_validate(_record(run_dir))
+    verdict = kit.judge(name, "crash-resume", kit.Expect("recovered"), plan, record, state)
+    kit.assert_verdict(verdict, kit.Expect("recovered"), record)
+
+
+# ------------------------------------------------------------------------- sample-noop (fast)
+
+
+@pytest.fixture(scope="module")
+def sample_work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the provider-free runbook and the shipped regions."""
+    work = tmp_path_factory.mktemp("crash-sample")
+    (work / "runbooks").mkdir()
+    (work / "runbooks" / "sample-noop.yaml").write_text((REPO / "runbooks" / "sample-noop.yaml").read_text())
+    (work / "regions").mkdir()
+    for region in (REPO / "regions").glob("*.yaml"):
+        (work / "regions" / region.name).write_text(region.read_text())
+    return work
+
+
+@pytest.fixture(scope="module")
+def sample_reference(sample_work: Path, prefect_server: str, migrated_home: Path) -> dict[str, Any]:
+    """The record of an uninterrupted run (the state every resumed run must reach)."""
+    state = sample_work / "reference-state"
+    done = _dr(["failover", "sample-noop", "--yes", "--state-dir", str(state)], sample_work,
+               quiet_env(migrated_home, prefect_server))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return _record(next((state / "runs").iterdir()))
+
+
+@pytest.mark.parametrize("when", POINTS)
+@pytest.mark.parametrize("step", SAMPLE_STEPS)
+def test_sample_noop_killed_then_resumed(step: str, when: str, sample_work: Path, sample_reference: dict[str, Any],
+                                         prefect_server: str, migrated_home: Path) -> None:
+    state = Path(tempfile.mkdtemp(prefix=f"crash-{step}-{when}-", dir=sample_work))
+    env = quiet_env(migrated_home, prefect_server)
+    crashed = _crash(["failover", "sample-noop", "--yes", "--state-dir", str(state)], sample_work, env,
+                     f"{step}:{when}")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
+    (run_dir,) = list((state / "runs").iterdir())
+    _check_interrupted(run_dir, step, when)
+
+    resumed = _dr(["resume", run_dir.name, "--state-dir", str(state)], sample_work, env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "SUCCEEDED" in resumed.stdout
+    _check_resumed(run_dir, sample_reference, step, when)
+    lease = json.loads((state / "locks" / "sample-noop.lock").read_text())
+    assert lease["released"] is True and lease["fencing_token"] == 2  # resume took back its own stale lease
+    _ledger(f"sample-noop killed {when} {step}", run_dir, sample_work / "runbooks" / "sample-noop.yaml",
+            sample_work / "regions", state)
+
+
+# ------------------------------------------------------------------------- core-banking (full)
+
+
+@pytest.mark.reliability_full
+@pytest.mark.parametrize("when", POINTS)
+@pytest.mark.parametrize("step", CORE_STEPS)
+def test_core_banking_killed_then_resumed(step: str, when: str, prefect_server: str, migrated_home: Path,
+                                          tmp_path: Path) -> None:
+    from world_kit import started_world, writable_primaries
+
+    with started_world() as world:
+        ends = world.endpoints()
+        work = tmp_path / "work"
+        (work / "runbooks").mkdir(parents=True)
+        runbook = work / "runbooks" / "core-banking.yaml"
+        runbook.write_text((REPO / "runbooks" / "core-banking.yaml").read_text())
+        env = {**quiet_env(migrated_home, prefect_server), "DR_REGIONS_DIR": str(world.regions_dir)}
+        state = tmp_path / "state"
+        load = world.start_load()
+        kit_wait(lambda: len(load.acked_seqs()) >= 10, "10 acknowledged writes")
+        world.fail_region(world.config.source)
+        acked = set(load.acked_seqs())
+
+        crashed = _crash(["failover", str(runbook), "--yes", "--state-dir", str(state)], work, env, f"{step}:{when}")
+        assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
+        (run_dir,) = list((state / "runs").iterdir())
+        _check_interrupted(run_dir, step, when)
+
+        resumed = _dr(["resume", run_dir.name, "--state-dir", str(state)], work, env)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        record = _record(run_dir)
+        assert record["status"] == "succeeded"
+        assert record["rows_lost"] == 0 and record["rpo_met"] is True
+        # The final state of an uninterrupted failover: DNS on the target, one writable primary.
+        from dr_engine.providers.dns import DnsServer, query
+
+        host, port = ends.dns_server.rsplit(":", 1)
+        assert list(query(DnsServer(host, int(port)), ends.public_name, "A", timeout=2).values) == \
+            [world.config.target_addr]
+        world.restore_region(world.config.source)  # the outage ends: the old primary must stay down
+        assert writable_primaries(world) == [world.config.target]
+        from dr_engine.world.ledger_app import present_ack_seqs
+
+        assert present_ack_seqs(ends.dsn(world.config.target), sorted(acked)) == acked
+        events = read_events(run_dir / "audit.jsonl")
+        started = [e["data"]["step"] for e in events if e["type"] == "step.started"]
+        for sid in CORE_STEPS:
+            assert started.count(sid) == (2 if sid == step and when != "before" else 1), started
+        # A re-run mutation observed the state first: at most one run of each step changed anything.
+        succeeded = [e for e in events if e["type"] == "step.succeeded"]
+        assert len(succeeded) == len(CORE_STEPS)
+        check = verify(run_dir / "audit.jsonl")
+        assert check.ok and check.sealed
+        _ledger(f"core-banking killed {when} {step}", run_dir, runbook, world.regions_dir, state)
+
+
+def kit_wait(condition: Any, what: str, limit: float = 60.0) -> None:
+    """Wait for ``condition()`` (hang guard only)."""
+    import time
+
+    end = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < end, f"gave up waiting for {what}"
+        time.sleep(0.05)
