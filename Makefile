@@ -6,7 +6,7 @@ DR := $(VENV)/bin/dr
 export DO_NOT_TRACK := 1
 export PREFECT_HOME ?= $(CURDIR)/.dr/prefect-home
 
-.PHONY: setup os-packages check lint typecheck test test-fast test-full demo bench bench-quick clean
+.PHONY: setup os-packages check lint typecheck test test-fast test-full demo drill-server bench bench-quick clean
 
 setup: $(VENV)/.installed
 
@@ -40,6 +40,14 @@ test-fast: setup
 
 demo: setup os-packages
 	$(DR) demo
+
+# A local `prefect server` plus a serve runner with a cron-scheduled drill of DRILL_RUNBOOK,
+# failover/failback deployments and readiness every 30 min. Ctrl-C stops both (by pid).
+DRILL_RUNBOOK ?= sample-noop
+DRILL_PORT ?= 4200
+DRILL_CRON ?= 0 3 * * 1
+drill-server: setup
+	$(DR) schedule server --runbook $(DRILL_RUNBOOK) --port $(DRILL_PORT) --drill-cron "$(DRILL_CRON)"
 
 bench: setup os-packages
 	$(PY) bench/run.py

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dr_engine import audit as ev
 from dr_engine.actions.base import Capability, StepContext
@@ -26,9 +26,6 @@ from dr_engine.clock import Deadline
 from dr_engine.errors import DrError, PreconditionFailed, RunStateError
 from dr_engine.record import RUN_FILE, StepError, StepStatus, load_record
 from dr_engine.statedir import StateDir
-
-if TYPE_CHECKING:
-    from dr_engine.actions.control import ApproveParams
 
 log = logging.getLogger("dr_engine.approval")
 
@@ -139,15 +136,5 @@ def pending_approval(state_dir: Path, run_id: str) -> dict[str, Any]:
     return list(open_requests.values())[-1]
 
 
-def approval_params(prompt: str, timeout_seconds: float, on_timeout: str) -> ApproveParams:
-    """ApproveParams for an approval the engine asks for itself (not a runbook step)."""
-    from datetime import timedelta
-
-    from dr_engine.actions.control import ApproveParams
-
-    return ApproveParams(prompt=prompt, timeout=timedelta(seconds=timeout_seconds),
-                         on_timeout="approve" if on_timeout == "approve" else "reject")
-
-
-__all__ = ["DATA_LOSS_STEP", "GATE_CAPABILITIES", "approval_params", "data_loss_refusal", "pending_approval",
+__all__ = ["DATA_LOSS_STEP", "GATE_CAPABILITIES", "data_loss_refusal", "pending_approval",
            "recheck_gates"]

@@ -13,7 +13,8 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from dr_engine.actions.base import Action, PreflightCheck, StepContext
+from dr_engine.actions.base import Action, ActionParams, PreflightCheck, StepContext
+from dr_engine.bindings import Bindings, bind_params
 from dr_engine.clock import Deadline, SystemClock
 from dr_engine.errors import DrError
 from dr_engine.loader import runbook_location
@@ -36,12 +37,32 @@ def _uses_outputs(step: PlannedStep) -> bool:
     return any(ref is not None and ref.scope == "step" for ref in refs)
 
 
+def _bound_params(plan: ExecutionPlan, step: PlannedStep) -> ActionParams:
+    """The step's params as a run binds them (region values, real secrets); ``${steps...}`` stay as text.
+
+    The loader's params hold placeholders for secrets, which checks that use a secret (a TSIG
+    key, a password) cannot work with.
+    """
+    loaded = plan.loaded
+    pending: dict[str, dict[str, str]] = {}
+    for _, text in find_references(step.step.with_):
+        ref = parse_reference(text)
+        if ref is not None and ref.scope == "step":
+            pending.setdefault(ref.step or "", {})[ref.key or ""] = "${" + text + "}"
+    bindings = Bindings(source=loaded.source, target=loaded.target, runbook=loaded.runbook.runbook,
+                        run_id="preflight", mode=RunMode.FAILOVER, outputs=pending)
+    return bind_params(loaded.actions[step.id].Params, step.step.with_, bindings, step.id)
+
+
 def _check_step(plan: ExecutionPlan, step: PlannedStep, shared: dict[str, Any]) -> list[PreflightCheck]:
     loaded = plan.loaded
     action = loaded.actions[step.id]
-    params = loaded.params.get(step.id)
-    if params is None:
+    if loaded.params.get(step.id) is None:
         return [PreflightCheck("parameters", True, "depend on outputs of earlier steps; checked at run time")]
+    try:
+        params = _bound_params(plan, step)
+    except DrError as exc:  # e.g. a secret file that cannot be read
+        return [PreflightCheck("parameters", False, exc.message)]
     clock = SystemClock()
     ctx = StepContext(
         run_id="preflight", step_id=step.id, mode=RunMode.FAILOVER, source=loaded.source, target=loaded.target,

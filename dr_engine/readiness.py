@@ -148,6 +148,7 @@ def latest(state_dir: Path, runbook: str | None = None) -> list[Readiness]:
     if not folder.is_dir():
         return []
     paths = [folder / f"{runbook}.json"] if runbook else sorted(folder.glob("*.json"))
+    paths = [p for p in paths if p.is_file()]
     found: list[Readiness] = []
     for path in paths:
         try:

@@ -274,10 +274,10 @@ class Engine:
             self._cancelled = True
             self._halt.set()
         except BaseException as exc:
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception) or not hasattr(exc, "signal"):
                 raise
-            # A termination signal raised as another exception (Prefect turns SIGTERM into one):
-            # record the end (drill cleanup included) before letting it through.
+            # A termination signal raised as an exception carrying the signal (Prefect turns SIGTERM
+            # into one): record the end (drill cleanup included) before letting it through.
             self._cancelled = True
             self._halt.set()
             self._finish()

@@ -124,7 +124,9 @@ class Verify(Action[VerifyParams]):
                 done = _execute(RunParams(command=params.command), ctx)
                 ok, last = done.returncode == 0, (done.stderr or done.stdout).strip()[-200:]
             except StepTimeout:
-                ok, last = False, "probe timed out"
+                # Keep the previous probe's output: a last probe cut short by the deadline must not
+                # hide the real cause (e.g. "connection refused") from the error message.
+                ok, last = False, f"probe timed out; previous: {last}" if last else "probe timed out"
             streak = streak + 1 if ok else 0
             if streak >= params.consecutive:
                 return StepResult(

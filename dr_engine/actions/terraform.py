@@ -136,7 +136,8 @@ def _work_root(ctx: StepContext) -> Path:
 
         # dr plan's contexts point state_dir at the runbook folder, which must stay clean.
         return default_state_dir().resolve() / "terraform"
-    return ctx.state_dir / "terraform"
+    # Absolute: terraform runs inside the stack directory, so a relative state dir (.dr) would miss.
+    return ctx.state_dir.resolve() / "terraform"
 
 
 def _budget(params: StackParams, ctx: StepContext) -> Deadline:

@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dr_engine.cli.report_cmds",
     "dr_engine.cli.world_cmds",
     "dr_engine.cli.ops_cmds",
+    "dr_engine.cli.schedule_cmds",
 )
 
 

@@ -41,10 +41,15 @@ def up_cmd(
     console.print(f"  dns        {ends.dns_server}  zone {ends.zone}  {ends.public_name} (TSIG key "
                   f"{ends.tsig_key_name}, secret in {root / 'tsig.key'})", markup=False)
     if world.config.moto:
-        console.print(f"  aws        {ends.moto_endpoint_url}", markup=False)
+        seeded = world.aws_resources
+        state = ", ".join(v for k, v in sorted(seeded.items()) if k.startswith("state_bucket_"))
+        console.print(f"  aws        {ends.moto_endpoint_url}  (moto: zone bank.example, pilot-light group "
+                      f"{seeded.get('group', '-')}, alarms, buckets, table, secret, RDS replica; "
+                      f"Terraform state buckets {state or '-'})", markup=False)
     console.print(f"  regions    {ends.regions_dir}", markup=False)
     if root == DEFAULT_ROOT and not auto_ports:  # the shipped regions/*.yaml describe exactly this world
-        console.print("try: dr world fail us-east-1 && dr failover core-banking --yes", markup=False)
+        console.print("try: dr world fail us-east-1 && dr failover core-banking --yes "
+                      "&& dr failover core-banking-aws --yes", markup=False)
 
 
 @world_app.command("down")
@@ -104,7 +109,8 @@ def demo_cmd(
                                                                           "(recorded in the audit log)."),
     auto_ports: bool = typer.Option(False, "--auto-ports", hidden=True,
                                     help="Own loopback addresses and free ports (for tests next to a demo)."),
-    no_moto: bool = typer.Option(False, "--no-moto", help="Do not start the local AWS endpoint."),
+    no_moto: bool = typer.Option(False, "--no-moto",
+                                 help="Do not start the local AWS endpoint (the core-banking runbook needs it)."),
     root: Path = ROOT_OPTION,
     state_dir: Path = state_dir_option(),
 ) -> None:

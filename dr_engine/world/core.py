@@ -214,6 +214,8 @@ class World:
         self._state = {"config": {**asdict(cfg), "pg_password": None}, "root": str(self.root),
                        "failed_regions": [], "pid": os.getpid()}
         self._write_state()
+        # Empty until load runs: `postgres.reconcile` of a failover without load then finds 0 rows to check.
+        self.ack_file.touch()
         if cfg.postgres:
             # Loopback connections need a password, so secret handling is exercised end to end.
             password = cfg.pg_password or random_password()

@@ -1,11 +1,13 @@
 """The demo scenario: a real failover of the core-banking ledger inside the embedded world.
 
-1. start the world (PostgreSQL pair, ledger apps, BIND, moto) and warm up the run engine;
+1. start the world (PostgreSQL pair, ledger apps, BIND, moto seeded with the AWS half and
+   the Terraform state buckets) and warm up the run engine;
 2. write transfers continuously through the public name;
 3. (async replication only) cut the replication link, so the standby falls behind;
 4. freeze the source region (SIGSTOP): the incident starts;
 5. run ``runbooks/core-banking.yaml`` through the given runner (the CLI passes the real
-   Prefect flow with live progress);
+   Prefect flow with live progress): data, the Terraform stack and pilot-light capacity in the
+   target region, DNS, health;
 6. keep writing for a moment (the load follows DNS to the recovery region), then count the
    acknowledged writes missing on the new primary independently of the runbook;
 7. tear the world down unless asked to keep it.
@@ -23,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from dr_engine.world.core import DEFAULT_ROOT, World, WorldConfig
+
+#: Providers the world serves without moto; any other action (AWS, Terraform's S3 state) needs it.
+LOCAL_PROVIDERS = frozenset({"postgres", "http", "dns", "control", "shell"})
 
 #: ``runner(plan, options) -> exit code``; it fills ``options.run_id``.
 Runner = Callable[[Any, Any], int]
@@ -70,6 +75,12 @@ def run_demo(settings: DemoSettings, runner: Runner, say: Callable[[str], None],
     from dr_engine.world.ledger_app import present_ack_seqs
 
     plan_check = build_plan(load_runbook(settings.runbook))  # fail fast on a broken runbook
+    needs_aws = sorted({s.step.action for s in plan_check.steps if s.step.action.split(".")[0] not in LOCAL_PROVIDERS})
+    if needs_aws and not settings.moto:
+        from dr_engine.world.core import WorldError
+
+        raise WorldError(f"{settings.runbook} has steps that need the local AWS endpoint ({', '.join(needs_aws)})",
+                         hint="run the demo without --no-moto")
     del plan_check
     config = (WorldConfig.for_tests(synchronous=settings.synchronous, moto=settings.moto) if settings.auto_ports
               else WorldConfig(synchronous=settings.synchronous, moto=settings.moto))
@@ -86,6 +97,10 @@ def run_demo(settings: DemoSettings, runner: Runner, say: Callable[[str], None],
         ends = world.endpoints()
         say(f"  world ready in {outcome.world_start_seconds:.1f}s: PostgreSQL {ends.regions[src].pg_dsn} -> "
             f"{ends.regions[dst].pg_dsn}; {ends.public_name} -> {config.source_addr} at DNS {ends.dns_server}")
+        if world.moto_endpoint_url is not None:
+            say(f"  AWS (moto) at {world.moto_endpoint_url}: pilot-light group "
+                f"{world.aws_resources.get('group', '-')} at 0 in {dst}, Terraform state in "
+                f"s3://{world.aws_resources.get(f'state_bucket_{dst}', '-')}")
         if warm_up is not None:
             outcome.warmup_seconds = warm_up()
             say(f"  run engine ready in {outcome.warmup_seconds:.1f}s (before the outage, not part of the RTO)")
@@ -149,4 +164,4 @@ def _reports(run_dir: Path) -> list[Path]:
     return write_run_reports(run_dir, ("md", "json"))
 
 
-__all__ = ["DemoOutcome", "DemoSettings", "Runner", "run_demo"]
+__all__ = ["LOCAL_PROVIDERS", "DemoOutcome", "DemoSettings", "Runner", "run_demo"]

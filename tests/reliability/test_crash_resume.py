@@ -39,8 +39,8 @@ pytestmark = pytest.mark.integration
 DR = str(Path(sys.executable).parent / "dr")
 POINTS = ("before", "during", "after")
 SAMPLE_STEPS = ("announce", "settle-a", "settle-b", "verify-target")
-CORE_STEPS = ("check-lag", "fence-primary", "promote", "verify-db", "verify-app-target", "shift-dns",
-              "verify-dns", "verify-public", "reconcile")
+CORE_STEPS = ("check-lag", "state-ready", "fence-primary", "promote", "apply-stack", "scale-app", "verify-db",
+              "verify-alarms", "verify-app-target", "shift-dns", "verify-dns", "verify-public", "reconcile")
 GUARD = 300.0  # hang guard for a subprocess, never a performance assertion
 
 
@@ -180,6 +180,7 @@ def test_core_banking_killed_then_resumed(step: str, when: str, prefect_server: 
         (work / "runbooks").mkdir(parents=True)
         runbook = work / "runbooks" / "core-banking.yaml"
         runbook.write_text((REPO / "runbooks" / "core-banking.yaml").read_text())
+        (work / "stacks").symlink_to(REPO / "stacks")  # terraform.apply finds stacks/ledger beside runbooks/
         env = {**quiet_env(migrated_home, prefect_server), "DR_REGIONS_DIR": str(world.regions_dir)}
         state = tmp_path / "state"
         load = world.start_load()

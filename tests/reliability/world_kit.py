@@ -13,8 +13,8 @@ from dr_engine.world import World, WorldConfig
 
 @contextlib.contextmanager
 def started_world(**overrides: Any) -> Iterator[World]:
-    """A fresh world (no moto) on its own loopback addresses and free ports; stopped afterwards."""
-    config = WorldConfig.for_tests(moto=False, **overrides)
+    """A fresh world (moto included: Terraform state and the AWS half) on its own addresses and ports."""
+    config = WorldConfig.for_tests(**overrides)
     root = Path(tempfile.mkdtemp(prefix="dr-rel-world-"))
     root.chmod(0o755)  # the postgres and bind users must traverse it
     world = World(config, root=root)

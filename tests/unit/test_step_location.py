@@ -11,8 +11,8 @@ import pytest
 
 from dr_engine.actions.base import Action, ActionParams, Capability, PreflightCheck, StepContext, StepResult
 from dr_engine.actions.registry import register, unregister
-from dr_engine.lock import NullLock
 from dr_engine.loader import runbook_location
+from dr_engine.lock import NullLock
 from dr_engine.preflight import run_preflight
 from dr_engine.record import RunStatus
 from dr_engine.run import RunOptions, start_run

@@ -19,7 +19,7 @@ def make_world() -> Iterator[WorldFactory]:
     worlds: list[World] = []
 
     def make(**overrides: object) -> World:
-        config = WorldConfig.for_tests(moto=False, **overrides)
+        config = WorldConfig.for_tests(**overrides)  # moto: the runbook's AWS and Terraform steps
         world = World(config, root=Path(tempfile.mkdtemp(prefix="dr-test-ops-")))
         worlds.append(world)
         return world.start()

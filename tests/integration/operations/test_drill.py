@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from conftest import WorldFactory
 
 from dr_engine.audit import read_events, verify
 from dr_engine.drill import drill_address
 from dr_engine.loader import load_runbook
+from dr_engine.model import RunMode
 from dr_engine.plan import build_plan
 from dr_engine.providers.dns import DnsServer, query
 from dr_engine.providers.postgres import responsive
@@ -22,6 +23,8 @@ from dr_engine.statedir import StateDir
 from dr_engine.world import World
 
 pytestmark = pytest.mark.integration
+
+WorldFactory = Callable[..., World]
 
 RUNBOOK = Path(__file__).resolve().parents[3] / "runbooks" / "core-banking.yaml"
 
@@ -49,8 +52,9 @@ def _production(world: World) -> dict[str, Any]:
 
 def _drill(world: World, state: Path, runbook: Path = RUNBOOK) -> RunRecord:
     plan = build_plan(load_runbook(runbook, regions_dir=world.regions_dir))
-    return start_run(plan, RunOptions(mode=__import__("dr_engine.model", fromlist=["RunMode"]).RunMode.DRILL,
-                                      state_dir=state, reason="test drill"))
+    # A runbook copied out of the repository still finds the repository's stacks.
+    return start_run(plan, RunOptions(mode=RunMode.DRILL, state_dir=state, reason="test drill",
+                                      extras={"repo_root": str(RUNBOOK.parents[1])}))
 
 
 def _assert_no_leftovers(world: World, record: RunRecord, state: Path) -> None:
@@ -118,9 +122,9 @@ def test_a_drill_that_fails_midway_still_cleans_up(make_world: WorldFactory, tmp
     text = RUNBOOK.read_text()
     # The drill app never answers "nope": health verification of the copy fails after the promote.
     broken.write_text(text.replace("      expect_body: ok\n      consecutive: 3\n      interval: 100ms\n"
-                                   "      probe_timeout: 2s\n    after: [verify-db]\n    timeout: 60s",
+                                   "      probe_timeout: 2s\n    after: [verify-db, apply-stack]\n    timeout: 60s",
                                    "      expect_body: nope\n      consecutive: 3\n      interval: 100ms\n"
-                                   "      probe_timeout: 2s\n    after: [verify-db]\n    timeout: 3s", 1))
+                                   "      probe_timeout: 2s\n    after: [verify-db, apply-stack]\n    timeout: 3s", 1))
     assert broken.read_text() != text
     before = _production(world)
 

@@ -7,18 +7,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import WorldFactory
 
 from dr_engine.audit import read_events, verify
 from dr_engine.prefect_env import EMBEDDED_SETTINGS
 from dr_engine.providers.postgres import responsive
 from dr_engine.record import RunStatus
 from dr_engine.statedir import StateDir
+from dr_engine.world import World
 
 pytestmark = pytest.mark.integration
+
+WorldFactory = Callable[..., World]
 
 RUNBOOK = Path(__file__).resolve().parents[3] / "runbooks" / "core-banking.yaml"
 
@@ -31,9 +34,11 @@ def test_sigterm_during_a_drill_cleans_up_and_records_it(make_world: WorldFactor
     text = RUNBOOK.read_text().replace("  - id: verify-app-target\n", "  - id: pause\n    action: control.wait\n"
                                        "    with: {duration: 8s}\n    after: [verify-db]\n    timeout: 60s\n\n"
                                        "  - id: verify-app-target\n", 1)
-    text = text.replace("    after: [verify-db]\n    timeout: 60s\n\n  - id: shift-dns",
-                        "    after: [pause]\n    timeout: 60s\n\n  - id: shift-dns", 1)
+    text = text.replace("    after: [verify-db, apply-stack]\n    timeout: 60s\n\n  - id: verify-alarms",
+                        "    after: [pause, apply-stack]\n    timeout: 60s\n\n  - id: verify-alarms", 1)
+    assert "after: [pause, apply-stack]" in text
     (runbooks / "core-banking.yaml").write_text(text)
+    (world.root / "stacks").symlink_to(RUNBOOK.parents[1] / "stacks")  # the runbook's repository root
     state = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "DR_STATE_DIR"}
     env.update({**EMBEDDED_SETTINGS, "PREFECT_HOME": str(tmp_path / "prefect-home"), "NO_COLOR": "1"})

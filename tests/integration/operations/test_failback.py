@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import WorldFactory
 
 from dr_engine.audit import verify
 from dr_engine.loader import load_runbook
@@ -21,6 +21,8 @@ from dr_engine.world import World
 from dr_engine.world.ledger_app import present_ack_seqs
 
 pytestmark = pytest.mark.integration
+
+WorldFactory = Callable[..., World]
 
 RUNBOOKS = Path(__file__).resolve().parents[3] / "runbooks"
 
@@ -58,7 +60,8 @@ def test_failover_then_failback_returns_home_with_zero_rows_lost(make_world: Wor
     assert back.status is RunStatus.SUCCEEDED, back.error
     assert back.mode == "failback"
     assert back.step("rejoin-home").facts["method"] in ("rewind", "basebackup")
-    assert back.step("switchover").rpo is not None and back.step("switchover").rpo.lag_bytes == 0
+    rpo = back.step("switchover").rpo
+    assert rpo is not None and rpo.lag_bytes == 0
     assert back.rows_lost == 0 and back.rpo_met is True and back.rto_met is True
     assert not _in_recovery(world, cfg.source) and _in_recovery(world, cfg.target)
     host, port = world.endpoints().dns_server.rsplit(":", 1)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
-from conftest import PairFactory
 
 from dr_engine.errors import DrError, LockHeld
 from dr_engine.lock import Lease
 from dr_engine.lock_backends import LeaseLock
 from dr_engine.providers.postgres_lease import PostgresLeaseStore
 from dr_engine.testing.leases import check_lock_contract
+from dr_engine.world.postgres import PostgresPair
 
 pytestmark = pytest.mark.integration
 PASSWORD = "canary-lock-pw-3141"
+PairFactory = Callable[..., PostgresPair]
 
 
 def test_postgres_lock_meets_the_contract_and_races_safely(make_pair: PairFactory) -> None:

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import quiet_env
 
 import dr_engine.testing.actions  # noqa: F401  (registers the fake.* actions)
 from dr_engine.actions.base import Action, ActionParams, Capability, StepContext, StepResult
 from dr_engine.actions.registry import register
 from dr_engine.audit import read_events, verify
 from dr_engine.errors import PreconditionFailed
+from dr_engine.prefect_env import EMBEDDED_SETTINGS
 from dr_engine.record import RunRecord, RunStatus, StepStatus
 from dr_engine.run import RunOptions
 from dr_engine.statedir import StateDir
@@ -87,6 +87,15 @@ def _wait_request(state: Path) -> str:
                 return run_id
         time.sleep(0.1)
     raise AssertionError("no approval was requested")
+
+
+def quiet_env(home: Path) -> dict[str, str]:
+    """The environment of a `dr` subprocess in embedded mode (dr approve sets PREFECT_API_URL itself)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "DR_STATE_DIR"}
+    env.update({**EMBEDDED_SETTINGS, "PREFECT_HOME": str(home), "NO_COLOR": "1"})
+    return env
 
 
 def _dr(home: Path, state: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import quiet_env
+from prefect_kit import quiet_env
 
 pytestmark = pytest.mark.integration
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ def make_world() -> Iterator[WorldFactory]:
     worlds: list[World] = []
 
     def make(**overrides: object) -> World:
-        config = WorldConfig.for_tests(moto=False, **overrides)
+        config = WorldConfig.for_tests(**overrides)  # with moto: the AWS half and Terraform state
         root = Path(tempfile.mkdtemp(prefix="dr-test-world-"))
         root.chmod(0o755)  # the postgres and bind users must traverse it
         world = World(config, root=root)
@@ -41,7 +42,8 @@ def make_world() -> Iterator[WorldFactory]:
 
 pytestmark = pytest.mark.integration
 
-RUNBOOK = Path(__file__).resolve().parents[3] / "runbooks" / "core-banking.yaml"
+REPO = Path(__file__).resolve().parents[3]
+RUNBOOK = REPO / "runbooks" / "core-banking.yaml"
 
 
 def _answer(world_dns: str, name: str) -> list[str]:
@@ -74,6 +76,23 @@ def test_sync_failover_under_load_meets_rpo_zero_and_moves_dns(make_world: World
     assert record.rows_lost == 0
     assert record.rpo_met is True
     assert _answer(ends.dns_server, ends.public_name) == [world.config.target_addr]
+    # The stack was re-applied in the target region with its state in the target's bucket on moto,
+    # and its outputs drove the health check and the DNS shift.
+    apply = record.step("apply-stack")
+    assert apply.changed is True
+    assert apply.outputs["address"] == world.config.target_addr
+    assert apply.outputs["health_url"] == ends.regions[world.config.target].health_url
+    assert apply.facts["state"].startswith(f"s3://dr-tfstate-{world.config.target}/")
+    assert record.step("verify-app-target").facts["url"] == apply.outputs["health_url"]
+    assert record.step("shift-dns").outputs["value"] == world.config.target_addr
+    assert world.moto_endpoint_url is not None
+    aws = _aws(world.moto_endpoint_url, world.config.target)
+    state_keys = [o["Key"] for o in aws("s3").list_objects_v2(Bucket=f"dr-tfstate-{world.config.target}")["Contents"]]
+    assert state_keys == [f"ledger/{world.config.target}/terraform.tfstate"]
+    group = aws("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=["ledger-app-usw2"])
+    assert group["AutoScalingGroups"][0]["DesiredCapacity"] == 2
+    assert record.step("scale-app").outputs["in_service"] == "2"
+    assert record.step("verify-alarms").status.value == "succeeded"
     target_dsn = ends.dsn(world.config.target)
     assert present_ack_seqs(target_dsn, sorted(acked_before)) == acked_before
     # The load generator follows the public name: new writes land in the recovery region.
@@ -141,7 +160,8 @@ def test_unhealthy_target_halts_before_dns_shift(make_world: WorldFactory, tmp_p
         head, _, tail = text.partition("  - id: verify-app-target")
         quick.write_text(head + "  - id: verify-app-target" + tail.replace("timeout: 60s", "timeout: 3s", 1))
         plan = build_plan(load_runbook(quick, regions_dir=world.regions_dir))
-        record = start_run(plan, RunOptions(state_dir=tmp_path / "state"))
+        # The copy lives outside the repository: tell the run where the stacks are.
+        record = start_run(plan, RunOptions(state_dir=tmp_path / "state", extras={"repo_root": str(REPO)}))
     finally:
         os.kill(app_pid, signal.SIGCONT)
     assert record.status is RunStatus.FAILED
@@ -150,6 +170,13 @@ def test_unhealthy_target_halts_before_dns_shift(make_world: WorldFactory, tmp_p
     assert statuses["promote"] == "succeeded"
     assert statuses["shift-dns"] != "succeeded"
     assert _answer(ends.dns_server, ends.public_name) == [world.config.source_addr]
+
+
+def _aws(endpoint_url: str, region: str) -> Callable[[str], Any]:
+    """Raw clients of the world's moto server, to inspect what the run changed."""
+    from dr_engine.providers.aws.session import AwsTarget, client
+
+    return lambda service: client(AwsTarget(region, endpoint_url), service)
 
 
 def record_dir(state: Path, run_id: str) -> Path:

@@ -37,7 +37,12 @@ def test_shipped_regions_describe_the_default_world() -> None:
         assert shipped == region_yaml(WorldConfig(), DEFAULT_ROOT, region)
     plan = build_plan(load_runbook(REPO / "runbooks" / "core-banking.yaml"))
     assert plan.rto_stop == "verify-public"
-    assert [s.id for s in plan.steps][:3] == ["check-lag", "fence-primary", "promote"]
+    assert [s.id for s in plan.steps] == [
+        "check-lag", "state-ready", "fence-primary", "promote", "apply-stack", "scale-app", "verify-db",
+        "verify-alarms", "verify-app-target", "shift-dns", "verify-dns", "verify-public", "reconcile"]
+    # After fencing, the stack and the capacity come up in parallel with the promotion.
+    assert {s.id for s in plan.steps if s.wave == plan.get("promote").wave} == {"promote", "apply-stack", "scale-app"}
+    assert {"apply-stack", "fence-primary", "state-ready"} <= plan.get("verify-app-target").ancestors
 
 
 @pytest.mark.integration
@@ -69,7 +74,7 @@ def test_world_up_status_fail_restore_down_across_invocations(tmp_path: Path) ->
 def test_demo_with_async_replication_measures_the_data_lost(tmp_path: Path) -> None:
     state = tmp_path / "state"
     root = _fresh_root()
-    done = _dr("demo", "--auto-ports", "--no-moto", "--async-replication", "--allow-data-loss",
+    done = _dr("demo", "--auto-ports", "--async-replication", "--allow-data-loss",
                "--root", str(root), "--state-dir", str(state), timeout=400,
                env={"PREFECT_HOME": str(tmp_path / "prefect-home")})
     assert done.returncode == 0, done.stdout + done.stderr
@@ -83,3 +88,40 @@ def test_demo_with_async_replication_measures_the_data_lost(tmp_path: Path) -> N
     assert f"Independent check: {record['rows_lost']} acknowledged transfer(s)" in done.stderr
     assert (runs[0] / "report" / "report.md").is_file()
     assert not root.exists()  # torn down
+    steps = {s["id"]: s for s in record["steps"]}
+    assert steps["apply-stack"]["status"] == "succeeded" and steps["scale-app"]["status"] == "succeeded"
+    assert "succeeded apply-stack" in done.stderr + done.stdout
+
+
+@pytest.mark.integration
+def test_both_shipped_runbooks_fail_over_a_world_started_by_dr_world_up(tmp_path: Path) -> None:
+    """`dr world up` seeds moto: `dr plan` pre-flight passes, then core-banking and core-banking-aws run."""
+    root = _fresh_root()
+    env = {"DR_REGIONS_DIR": str(root / "regions"), "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    state = str(tmp_path / "state")
+    up = _dr("world", "up", "--auto-ports", "--root", str(root))
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "pilot-light group ledger-app-usw2" in up.stdout
+        plan = _dr("plan", "core-banking", "--output", "json", env=env)
+        assert plan.returncode == 0, plan.stdout + plan.stderr
+        preflight = json.loads(plan.stdout)["preflight"]
+        assert preflight["ok"] is True and {"apply-stack", "scale-app", "shift-dns"} <= set(preflight["steps"])
+        assert _dr("world", "fail", "us-east-1", "--root", str(root)).returncode == 0
+        banking = _dr("failover", "core-banking", "--yes", "--state-dir", state, timeout=300, env=env)
+        assert banking.returncode == 0, banking.stdout + banking.stderr
+        aws = _dr("failover", "core-banking-aws", "--yes", "--state-dir", state, timeout=300, env=env)
+        assert aws.returncode == 0, aws.stdout + aws.stderr
+    finally:
+        _dr("world", "down", "--root", str(root))
+    records = {r["runbook"]: r for r in (json.loads((d / "run.json").read_text())
+                                         for d in (tmp_path / "state" / "runs").iterdir())}
+    assert set(records) == {"core-banking", "core-banking-aws"}
+    assert all(r["status"] == "succeeded" and r["rto_met"] for r in records.values())
+    banking_steps = {s["id"]: s for s in records["core-banking"]["steps"]}
+    assert banking_steps["apply-stack"]["outputs"]["region"] == "us-west-2"
+    assert banking_steps["shift-dns"]["outputs"]["value"] == banking_steps["apply-stack"]["outputs"]["address"]
+    aws_steps = {s["id"]: s for s in records["core-banking-aws"]["steps"]}
+    assert aws_steps["shift-dns"]["outputs"]["value"] == aws_steps["apply-stack"]["outputs"]["AppAddress"]
+    # The pilot light was already warm after core-banking: the second scale observed it and changed nothing.
+    assert aws_steps["scale-app"]["changed"] is False
