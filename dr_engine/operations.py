@@ -28,6 +28,8 @@ log = logging.getLogger("dr_engine.operations")
 
 #: RunOptions.extras key: the CLI sets it so that --allow-data-loss must be approved by a person.
 REQUIRE_DATA_LOSS_APPROVAL = "require_data_loss_approval"
+#: ``extras`` key: the second person who approved ``--allow-data-loss`` out of band (``--approved-by``).
+DATA_LOSS_APPROVED_BY = "data_loss_approved_by"
 
 
 class RunHooks:
@@ -73,6 +75,12 @@ class RunHooks:
 
         assert engine.record is not None and engine.run_dir is not None
         approved = any(o.kind == "allow-data-loss-approved" for o in engine.record.overrides)
+        approver = str(options.extras.get(DATA_LOSS_APPROVED_BY) or "").strip()
+        if approver and not approved and options.reason.strip():
+            # Approved before the run by a named person (two-person rule at the console): audited as such.
+            engine.emit(ev.OVERRIDE, actor=approver, kind="allow-data-loss-approved",
+                        detail=f"data loss accepted by {approver} before the run: {options.reason}")
+            approved = True
         loaded = engine.plan.loaded
         ctx = StepContext(run_id=engine.record.run_id, step_id=DATA_LOSS_STEP, mode=options.mode,
                           source=loaded.source, target=loaded.target, objectives=loaded.runbook.objectives,
@@ -108,4 +116,4 @@ class RunHooks:
             log.exception("drill cleanup crashed")
 
 
-__all__ = ["REQUIRE_DATA_LOSS_APPROVAL", "RunHooks"]
+__all__ = ["DATA_LOSS_APPROVED_BY", "REQUIRE_DATA_LOSS_APPROVAL", "RunHooks"]

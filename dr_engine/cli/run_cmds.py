@@ -29,6 +29,7 @@ from dr_engine.errors import DrError
 from dr_engine.journal import rebuild_record
 from dr_engine.loader import load_runbook
 from dr_engine.model import RunMode
+from dr_engine.operations import DATA_LOSS_APPROVED_BY, REQUIRE_DATA_LOSS_APPROVAL
 from dr_engine.plan import ExecutionPlan, build_plan
 from dr_engine.prefect_env import configure, server_mode
 from dr_engine.record import AUDIT_FILE, RunRecord, RunStatus
@@ -126,13 +127,23 @@ def failover_cmd(
                                        help="When the outage began (ISO 8601 UTC); RTO is measured from it. "
                                             "Default: the run start."),
     allow_data_loss: bool = typer.Option(False, "--allow-data-loss",
-                                         help="Let lag gates proceed past the RPO (audited override)."),
+                                         help="Let lag gates proceed past the RPO (audited override). Needs "
+                                              "--reason and a second person's approval: the run pauses for "
+                                              "`dr approve`, unless --approved-by names who approved."),
+    approved_by: str = typer.Option(None, "--approved-by",
+                                    help="With --allow-data-loss: the person who approved accepting data loss "
+                                         "(recorded in the audit log)."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Steps run at the same time."),
     take_over_lock: bool = typer.Option(False, "--take-over-lock",
                                         help="Take over a STALE failover lock (holder dead or expired)."),
     state_dir: Path = state_dir_option(),
 ) -> None:
     """Fail an application over to its target region (asks you to type the runbook name)."""
+    if allow_data_loss and not reason.strip():
+        raise typer.BadParameter("--allow-data-loss needs --reason saying why losing data is acceptable",
+                                 param_hint="--reason")
+    if approved_by and not allow_data_loss:
+        raise typer.BadParameter("--approved-by only applies with --allow-data-loss", param_hint="--approved-by")
     incident: datetime | None = None
     if incident_start:
         try:
@@ -144,6 +155,10 @@ def failover_cmd(
     options = RunOptions(mode=RunMode.FAILOVER, state_dir=state_dir, incident_start=incident,
                          allow_data_loss=allow_data_loss, reason=reason, concurrency=concurrency,
                          take_over_lock=take_over_lock)
+    if allow_data_loss:
+        options.extras[REQUIRE_DATA_LOSS_APPROVAL] = True
+        if approved_by:
+            options.extras[DATA_LOSS_APPROVED_BY] = approved_by
     raise typer.Exit(execute_and_render(plan, options))
 
 
