@@ -73,7 +73,7 @@ def headline(results: dict[str, Any]) -> list[Row]:
                         ("prefect_server", "against a running `prefect server`")):
         if mode in cli:
             rows.append((f"CLI time to first step, cold process, {label}", _s(cli[mode]["dr_failover_s"]),
-                         "bare Prefect flow, cold process, to first task", _s(cli[mode]["bare_prefect_s"])))
+                         "bare Prefect flow, cold process, to first task", _s(cli[mode].get("bare_prefect_s"))))
     demo, script = b.get("demo", {}), b.get("script_baseline", {})
     if demo:
         med = demo.get("median", {})

@@ -38,7 +38,7 @@ from dr_engine.errors import RunStateError
 from dr_engine.record import AUDIT_FILE, RUN_FILE, load_record
 from dr_engine.report.model import build_run_report
 from dr_engine.report.publish import render_run_files
-from dr_engine.report.redact import looks_secret
+from dr_engine.report.redact import looks_secret, redact_text
 from dr_engine.report.source import NOTES_DIR, NOTES_FILE, check_chain, load_run, notes_path
 from dr_engine.runbooks import runbooks_dir
 
@@ -106,6 +106,16 @@ def _region_file(directory: Path | None, name: str) -> Path | None:
                 None)
 
 
+def _packable(data: bytes) -> bytes:
+    """A config file as packed: redacted when it holds a credential (e.g. a DSN with a password).
+
+    Packs leave the team; the original's SHA-256 still goes into the manifest (``source_sha256``),
+    so the file can be compared with the run without shipping its secret.
+    """
+    text = data.decode("utf-8", "replace")
+    return redact_text(text).encode("utf-8") if looks_secret(text) else data
+
+
 def _collect_config(run_dir: Path, record: dict[str, Any], members: dict[str, bytes],
                     warnings: list[str]) -> dict[str, Any]:
     runbook_path = _first_file(_candidates(str(record.get("runbook_file") or ""), run_dir, runbooks_dir(),
@@ -116,10 +126,11 @@ def _collect_config(run_dir: Path, record: dict[str, Any], members: dict[str, by
         warnings.append(f"runbook file {record.get('runbook_file')!r} not found: not packed")
     else:
         data = runbook_path.read_bytes()
-        members[f"config/runbook/{runbook_path.name}"] = data
+        packed = members[f"config/runbook/{runbook_path.name}"] = _packable(data)
         matches = _sha(data) == recorded if recorded else None
         config["runbook"] = {"path": f"config/runbook/{runbook_path.name}", "source": str(runbook_path),
-                             "recorded_sha256": recorded, "packed_sha256": _sha(data), "matches_run": matches}
+                             "recorded_sha256": recorded, "packed_sha256": _sha(packed), "matches_run": matches,
+                             "source_sha256": _sha(data), "redacted": packed != data}
         if matches is False:
             warnings.append(f"runbook {runbook_path} changed since the run: SHA-256 {_sha(data)[:16]}... "
                             f"differs from the {recorded[:16]}... recorded at run time (packed as it is now)")
@@ -133,11 +144,12 @@ def _collect_config(run_dir: Path, record: dict[str, Any], members: dict[str, by
             warnings.append(f"region file of {name!r} not found: not packed")
             continue
         data = path.read_bytes()
-        members[f"config/regions/{path.name}"] = data
+        packed = members[f"config/regions/{path.name}"] = _packable(data)
         known = recorded_regions.get(name)
         matches = None if not known else known == _sha(data)
         config["regions"].append({"region": name, "path": f"config/regions/{path.name}", "source": str(path),
-                                  "recorded_sha256": known, "packed_sha256": _sha(data), "matches_run": matches})
+                                  "recorded_sha256": known, "packed_sha256": _sha(packed), "matches_run": matches,
+                                  "source_sha256": _sha(data), "redacted": packed != data})
         if matches is False:
             warnings.append(f"region file {path} changed since the run (packed as it is now)")
     return config

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import pytest
 import reliability_kit as kit
+from reliability_kit import quiet_env
 
-from dr_engine.prefect_env import EMBEDDED_SETTINGS
 from dr_engine.testing.loopback import free_port
 
-REPO = Path(__file__).resolve().parents[2]
 FULL = "reliability_full"
 
 
@@ -85,18 +84,6 @@ def warm_up() -> int:
     return 1
 assert warm_up() == 1
 """
-
-
-def quiet_env(home: Path, api_url: str | None = None) -> dict[str, str]:
-    """Environment of a `dr` subprocess: embedded Prefect on ``home``, or the server at ``api_url``."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PREFECT_", "DR_TEST_")) and k not in ("DR_STATE_DIR", "DR_LOCK_BACKEND")}
-    env.update(EMBEDDED_SETTINGS)
-    env.update({"PREFECT_HOME": str(home), "NO_COLOR": "1", "PYTHONUNBUFFERED": "1",
-                "PREFECT_LOGGING_LEVEL": "WARNING"})
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    return env
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ Each verdict is appended to :data:`LEDGER`; ``conftest.py`` prints the summary t
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -27,12 +28,14 @@ from dr_engine.actions.base import Capability
 from dr_engine.audit import read_events, verify
 from dr_engine.errors import RunStateError
 from dr_engine.plan import ExecutionPlan
+from dr_engine.prefect_env import EMBEDDED_SETTINGS
 from dr_engine.progress import Progress
 from dr_engine.record import AUDIT_FILE, RunRecord, RunStatus, StepRecord
 from dr_engine.run import prepare_resume
 from dr_engine.statedir import StateDir
 
 Outcome = Literal["recovered", "halted"]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -219,3 +222,15 @@ def totals() -> dict[str, int]:
         "unexpected": sum(v.actual != v.expected for v in LEDGER),
         "unsafe": sum(bool(v.unsafe) for v in LEDGER),
     }
+
+
+def quiet_env(home: Path, api_url: str | None = None) -> dict[str, str]:
+    """Environment of a `dr` subprocess: embedded Prefect on ``home``, or the server at ``api_url``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PREFECT_", "DR_TEST_")) and k not in ("DR_STATE_DIR", "DR_LOCK_BACKEND")}
+    env.update(EMBEDDED_SETTINGS)
+    env.update({"PREFECT_HOME": str(home), "NO_COLOR": "1", "PYTHONUNBUFFERED": "1",
+                "PREFECT_LOGGING_LEVEL": "WARNING"})
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    return env

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, quiet_env
+from reliability_kit import REPO, quiet_env
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def test_quick_benchmark_writes_results_with_comparisons(tmp_path: Path) -> None
     bench = results["benchmarks"]
     assert bench["parallel"]["steps_50"]["engine_prefect"]["status"] == "succeeded"
     assert bench["parallel"]["steps_50"]["engine_prefect"]["efficiency"] >= 1.0  # wall can never beat ideal
-    assert bench["cli"]["embedded_migrated_home"]["dr_failover_s"] > 0
+    assert bench["cli"]["embedded_fresh_home"]["dr_failover_s"] > 0
     assert bench["script_baseline"]["median"]["rto_s"] > 0
     text = (out / "results.md").read_text()
     assert "## Headline figures" in text

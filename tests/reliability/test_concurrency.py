@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import quiet_env
+from reliability_kit import quiet_env
 
 from dr_engine.audit import read_events, verify
 

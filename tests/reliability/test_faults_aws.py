@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import reliability_kit as kit
 import yaml
-from conftest import REPO
+from reliability_kit import REPO
 
 from dr_engine.loader import load_runbook
 from dr_engine.plan import build_plan

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import reliability_kit as kit
 import yaml
-from conftest import REPO
+from reliability_kit import REPO
 from world_kit import dns_answer, safety_probe, started_world, writable_primaries
 
 from dr_engine.loader import load_runbook
@@ -233,6 +233,7 @@ def test_primary_sigstopped_mid_lag_check_is_fenced_and_failover_completes(tmp_p
                  step="check-lag", fault=primary(signal.SIGSTOP), outage=False)
 
 
+@pytest.mark.reliability_full
 def test_primary_killed_mid_fence_counts_as_fenced(tmp_path: Path) -> None:
     run_scenario("postgres primary killed mid fence", tmp_path, kit.Expect("recovered"),
                  step="fence-primary", fault=primary(signal.SIGKILL))
@@ -265,7 +266,7 @@ def test_flapping_health_endpoint_never_gets_traffic(tmp_path: Path) -> None:
     def settle(world: World) -> None:
         flappers[0].settled = True
 
-    record = run_scenario("health endpoint flapping at http.verify", tmp_path,
+    run_scenario("health endpoint flapping at http.verify", tmp_path,
                           kit.Expect("halted", "verify-app-target", ("VerificationFailed", "StepTimeout"),
                                      r"503|consecutive|unavailable"),
                           step="verify-app-target", fault=lambda world: None, repair=settle,
