@@ -7,8 +7,8 @@
   request is an ``operator.cancel`` audit event naming who and why.
 - **skip** a step of a *halted* (or failed/cancelled) run: the step becomes ``skipped`` with the
   operator's reason (``operator.skip`` + ``step.skipped``: a deviation in reports); ``dr resume``
-  then continues after it. Safety-critical steps (fences, lag gates) are refused unless
-  ``force`` is given, which is recorded as an override.
+  then continues after it. Safety-critical steps (fences, lag gates) and gates (health, data
+  and traffic verification) are refused unless ``force`` is given, which is recorded as an override.
 
 Events appended to a finished run's log are followed by a new ``run.finished`` event with the
 same status, so the audit chain stays sealed and ``dr audit verify`` passes.
@@ -32,6 +32,8 @@ from dr_engine.statedir import StateDir
 CANCEL_FILE = "cancel.request"
 OPERATOR_CANCEL = "operator.cancel"
 OPERATOR_SKIP = "operator.skip"
+#: Capabilities of gate steps: skipping one needs ``force`` like a safety-critical action.
+GATE_CAPABILITIES = frozenset({"data.check", "data.fence", "data.verify", "health.verify", "traffic.verify"})
 
 
 def _load(state_dir: Path, run_id: str) -> tuple[StateDir, str, RunRecord]:
@@ -138,11 +140,14 @@ def skip_step(state_dir: Path, run_id: str, step_id: str, *, reason: str, by: st
     if step.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
         raise RunStateError(f"step {step_id} already {step.status.value}; nothing to skip")
     action = lookup(step.action)
-    critical = action is not None and action.safety_critical
+    # Gates count like safety-critical actions: skipping a health or data check lets traffic shift
+    # (or a promotion happen) without the proof the runbook asked for.
+    critical = (action is not None and action.safety_critical) or step.capability in GATE_CAPABILITIES
     actor = by or default_actor()
     if critical and not force:
         raise RunStateError(f"step {step_id} ({step.action}) is safety-critical: skipping it can cause split "
-                            "brain or data loss", hint="if you are sure, repeat with --force (recorded as an override)")
+                            "brain, data loss or traffic sent to an unhealthy region",
+                            hint="if you are sure, repeat with --force (recorded as an override)")
     events: list[tuple[str, str, dict[str, Any]]] = [
         (OPERATOR_SKIP, actor, {"step": step_id, "reason": reason, "forced": critical and force})]
     if critical:
@@ -154,5 +159,5 @@ def skip_step(state_dir: Path, run_id: str, step_id: str, *, reason: str, by: st
     return append_events(state_dir, full, events)
 
 
-__all__ = ["CANCEL_FILE", "OPERATOR_CANCEL", "OPERATOR_SKIP", "append_events", "holder_alive", "request_cancel",
-           "skip_step", "take_cancel_request"]
+__all__ = ["CANCEL_FILE", "GATE_CAPABILITIES", "OPERATOR_CANCEL", "OPERATOR_SKIP", "append_events", "holder_alive",
+           "request_cancel", "skip_step", "take_cancel_request"]

@@ -27,6 +27,10 @@ Actions raise :class:`StepFailed` subclasses without knowing their step id; the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for the annotation: actions.base imports this module
+    from dr_engine.actions.base import RpoObservation
 
 
 class DrError(Exception):
@@ -123,11 +127,15 @@ class StepFailed(DrError):
         step_id: str | None = None,
         action: str | None = None,
         attempts: int = 0,
+        rpo: RpoObservation | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.step_id = step_id
         self.action = action
         self.attempts = attempts
+        #: What the step measured about data loss before failing (e.g. rows found missing): the
+        #: run's RPO must include it even though the step did not succeed.
+        self.rpo = rpo
 
     @property
     def kind(self) -> str:

@@ -7,11 +7,12 @@ one the engine wrote (``dr show RUN_ID --rebuild``; ``dr resume`` starts from it
 Event data written by the engine (every event may carry ``at``, which wins over ``ts``):
 
 - ``run.started``: ``record`` (the initial run record, every step pending);
-- ``run.resumed``: ``previous_status``, ``reset_steps``, ``force``, ``runbook_sha256``;
+- ``run.resumed``: ``previous_status``, ``reset_steps``, ``force``, ``runbook_sha256``,
+  ``region_sha256``;
 - ``step.started``: ``step``; ``step.attempt``: ``step``, ``attempt``, ``error``, ``wait_seconds``;
 - ``step.succeeded``: ``step``, ``duration_seconds``, ``attempts``, ``summary``, ``changed``,
   ``facts``, ``outputs``, ``rpo``;
-- ``step.failed``: ``step``, ``duration_seconds``, ``attempts``, ``error``;
+- ``step.failed``: ``step``, ``duration_seconds``, ``attempts``, ``error``, optional ``rpo``;
 - ``step.skipped``: ``step``, ``reason``;
 - ``override``: ``kind``, ``detail``; ``milestone``: ``name``;
 - ``run.halted``: ``step``, ``error``, ``changed_steps``, ``pending_steps``;
@@ -104,6 +105,9 @@ def apply_event(record: RunRecord, event: dict[str, Any]) -> RunRecord:
         error = data.get("error")
         step.error = StepError.model_validate(error) if isinstance(error, dict) else None
         step.facts = dict(data.get("facts") or step.facts)
+        rpo = data.get("rpo")
+        if isinstance(rpo, dict):  # data loss measured before the step failed (e.g. rows missing)
+            step.rpo = RpoRecord.model_validate(rpo)
     elif kind == ev.STEP_SKIPPED:
         step = _step(record, data)
         step.status, step.finished_at = StepStatus.SKIPPED, at
@@ -141,6 +145,9 @@ def _resumed(record: RunRecord, data: dict[str, Any], at: str) -> None:
     sha = data.get("runbook_sha256")
     if isinstance(sha, str):
         record.runbook_sha256 = sha
+    regions = data.get("region_sha256")
+    if isinstance(regions, dict):
+        record.region_sha256 = {str(k): str(v) for k, v in regions.items()}
     for step_id in data.get("reset_steps") or []:
         step = record.step(str(step_id))
         step.status, step.error, step.started_at, step.finished_at = StepStatus.PENDING, None, None, None

@@ -113,6 +113,8 @@ class LoadedRunbook:
     actions: dict[str, type[Action[Any]]] = field(default_factory=dict)
     params: dict[str, ActionParams | None] = field(default_factory=dict)
     regions_dir: Path | None = None
+    #: sha256 of the source and target region files, by region name (resume refuses changes).
+    region_sha256: dict[str, str] = field(default_factory=dict)
 
     def locate(self, path: PathKey) -> int | None:
         """Line of a field path in the runbook file."""
@@ -240,6 +242,8 @@ def load_runbook(path: Path, regions_dir: Path | None = None) -> LoadedRunbook:
         path=path, file=file, sha256=hashlib.sha256(text.encode()).hexdigest(), text=text,
         runbook=runbook, source=regions[runbook.source], target=regions[runbook.target],
         lines=lines, regions_dir=directory,
+        region_sha256={name: hashlib.sha256((directory / f"{name}.yaml").read_bytes()).hexdigest()
+                       for name in regions},
     )
     problems = _validate_params(loaded)
     if any(p.message.startswith(UNKNOWN_ACTION) for p in problems):

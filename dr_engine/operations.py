@@ -76,10 +76,12 @@ class RunHooks:
         assert engine.record is not None and engine.run_dir is not None
         approved = any(o.kind == "allow-data-loss-approved" for o in engine.record.overrides)
         approver = str(options.extras.get(DATA_LOSS_APPROVED_BY) or "").strip()
-        if approver and not approved and options.reason.strip():
+        # On resume the reason for accepting data loss is the one the run started with.
+        reason = options.reason.strip() or engine.record.reason
+        if approver and not approved and reason.strip():
             # Approved before the run by a named person (two-person rule at the console): audited as such.
             engine.emit(ev.OVERRIDE, actor=approver, kind="allow-data-loss-approved",
-                        detail=f"data loss accepted by {approver} before the run: {options.reason}")
+                        detail=f"data loss accepted by {approver} before the run: {reason}")
             approved = True
         loaded = engine.plan.loaded
         ctx = StepContext(run_id=engine.record.run_id, step_id=DATA_LOSS_STEP, mode=options.mode,
@@ -88,7 +90,7 @@ class RunHooks:
                           log=logging.getLogger("dr_engine.approval"), state_dir=engine.state.root,
                           allow_data_loss=True,
                           extras={**options.extras, "emit": engine.emit, "run_dir": engine.run_dir})
-        return data_loss_refusal(ctx, options.extras.get("approval_gate"), reason=options.reason,
+        return data_loss_refusal(ctx, options.extras.get("approval_gate"), reason=reason,
                                  already_approved=approved)
 
     def cancel_requested(self) -> bool:

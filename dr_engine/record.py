@@ -119,6 +119,8 @@ class RunRecord(_Record):
     runbook: str
     runbook_file: str = Field(description="Path of the runbook file as given when the run started")
     runbook_sha256: str
+    region_sha256: dict[str, str] = Field(default_factory=dict,
+                                          description="sha256 of the source and target region files")
     regions_dir: str | None = None
     git_commit: str | None = None
     mode: str
@@ -145,6 +147,9 @@ class RunRecord(_Record):
     milestones: dict[str, str] = Field(default_factory=dict)
     overrides: list[Override] = Field(default_factory=list)
     allow_data_loss: bool = False
+    data_loss_approval_required: bool | None = Field(
+        default=None, description="--allow-data-loss needs a second person's approval, on resume too "
+        "(None: a record written before this field; treated as required when allow_data_loss)")
     halted_at_step: str | None = None
     error: StepError | None = None
     changed_steps: list[str] = Field(default_factory=list,

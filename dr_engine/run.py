@@ -25,12 +25,12 @@ import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from dr_engine import audit as ev
-from dr_engine.actions.base import ActionParams, StepContext, StepResult
+from dr_engine.actions.base import ActionParams, RpoObservation, StepContext, StepResult
 from dr_engine.audit import AuditLog, default_actor, read_events, verify
 from dr_engine.bindings import Bindings, bind_params, read_secret
 from dr_engine.clock import Clock, Deadline, SystemClock, utc_iso
@@ -42,7 +42,7 @@ from dr_engine.lock import Lease, Lock
 from dr_engine.lock_backends import lock_for
 from dr_engine.model import DrillBehaviour, RunMode
 from dr_engine.notify import listeners_for
-from dr_engine.operations import RunHooks
+from dr_engine.operations import REQUIRE_DATA_LOSS_APPROVAL, RunHooks
 from dr_engine.plan import ExecutionPlan, PlannedStep, build_plan
 from dr_engine.progress import Progress
 from dr_engine.record import (
@@ -60,6 +60,9 @@ from dr_engine.retry import RetryPolicy, call_with_retry
 from dr_engine.statedir import StateDir, default_state_dir
 
 log = logging.getLogger("dr_engine.run")
+
+#: How far in the future ``--incident-start`` may be (clock skew): clamped to now and audited.
+INCIDENT_SKEW_SECONDS = 5.0
 
 #: Statuses that stop a run on purpose (safety gates) rather than on an error.
 HALTING_ERRORS: tuple[type[StepFailed], ...] = (PreconditionFailed, FencingFailed)
@@ -113,6 +116,12 @@ def _error_of(exc: BaseException, planned: PlannedStep) -> StepError:
         return StepError(kind=type(exc).__name__, message=exc.message, hint=exc.hint)
     return StepError(kind=type(exc).__name__, message=str(exc) or type(exc).__name__,
                      hint=f"unexpected error in action {planned.action}; re-run with --debug and report it")
+
+
+def _rpo_data(dataset: str | None, rpo: RpoObservation) -> dict[str, Any]:
+    """The ``rpo`` data of a step event (see :mod:`dr_engine.journal`)."""
+    return {"dataset": dataset, "lag_bytes": rpo.lag_bytes, "lag_seconds": rpo.lag_seconds,
+            "rows_lost": rpo.rows_lost}
 
 
 def _skips_in_drill(planned: PlannedStep, default: DrillBehaviour) -> bool:
@@ -177,9 +186,15 @@ class Engine:
         rb = loaded.runbook
         now = self.clock.now()
         incident = self.options.incident_start or now
-        if incident > now + timedelta(minutes=1):
-            raise ConfigError(f"--incident-start {utc_iso(incident)} is in the future",
+        # An incident start after the run start would make the RTO negative (and "met"): refuse
+        # it, except a few seconds of clock skew between machines, which are clamped and audited.
+        skew = (incident - now).total_seconds()
+        if skew > INCIDENT_SKEW_SECONDS:
+            raise ConfigError(f"--incident-start {utc_iso(incident)} is in the future ({skew:.0f}s after now)",
                               hint="give the time the outage began, in UTC (e.g. 2026-01-31T02:15:00Z)")
+        clamped_from = utc_iso(incident) if skew > 0 else None
+        if clamped_from is not None:
+            incident = now
         run_id = self.options.run_id or StateDir.new_run_id(self.clock)
         self._lease = self._lock_backend.acquire(rb.runbook, run_id, take_over=self.options.take_over_lock)
         try:
@@ -190,6 +205,10 @@ class Engine:
             initial = self.record.model_dump(mode="json")
             self.emit(ev.RUN_STARTED, at=started, record=initial)
             self.emit(ev.MILESTONE, name=INCIDENT_STARTED, at=utc_iso(incident))
+            if clamped_from is not None:
+                self.emit(ev.NOTE_ADDED, text=f"--incident-start {clamped_from} was {skew:.1f}s in the future "
+                          f"(clock skew): clamped to the run start {utc_iso(incident)}",
+                          incident_start_given=clamped_from)
             if self._lease.fencing_token:
                 self.emit(ev.NOTE_ADDED, text=f"failover lock '{rb.runbook}' taken, fencing token "
                           f"{self._lease.fencing_token}", lock=self._lease.key, token=self._lease.fencing_token)
@@ -205,22 +224,34 @@ class Engine:
         return self._drive()
 
     def resume(self, record: RunRecord, *, force: bool = False, runbook_changed: bool = False) -> RunRecord:
-        """Continue ``record`` (rebuilt from its audit log): skip succeeded steps, re-run the rest."""
+        """Continue ``record`` (rebuilt from its audit log): skip succeeded steps, re-run the rest.
+
+        ``record`` was read before the lock was taken: another ``dr resume`` may have moved the run
+        on since. It is read again from the audit log (and checked again) once the lock is held.
+        """
         self.record = record
         self.run_dir = self.state.run_dir(record.run_id)
         self._lease = self._lock_backend.acquire(record.runbook, record.run_id,
                                                  take_over=self.options.take_over_lock)
         try:
+            fresh = prepare_resume(self.state.root, record.run_id, force=force)
+            record = self.record = fresh.record
+            runbook_changed = runbook_changed or fresh.runbook_changed
             self._audit = AuditLog(self.run_dir / AUDIT_FILE, record.run_id, now=self.clock.now)
             reset = [s.id for s in record.steps if s.status in (StepStatus.RUNNING, StepStatus.FAILED)]
             self.emit(ev.RUN_RESUMED, actor=self.options.triggered_by or default_actor(),
                       previous_status=record.status.value, reset_steps=reset, force=force,
-                      runbook_sha256=self.plan.loaded.sha256, reason=self.options.reason)
+                      runbook_sha256=self.plan.loaded.sha256, region_sha256=dict(self.plan.loaded.region_sha256),
+                      reason=self.options.reason)
             self._audit_lock_take_over()
             if runbook_changed:
                 self.emit(ev.OVERRIDE, kind="runbook-changed",
                           detail=f"resumed with --force although the runbook changed (now sha256 "
                                  f"{self.plan.loaded.sha256[:12]})")
+            if fresh.regions_changed:
+                self.emit(ev.OVERRIDE, kind="regions-changed",
+                          detail=f"resumed with --force although region file(s) changed: "
+                                 f"{', '.join(fresh.regions_changed)}")
         except BaseException:
             self._release()
             raise
@@ -236,7 +267,7 @@ class Engine:
                  for s in self.plan.steps]
         return RunRecord(
             run_id=run_id, runbook=rb.runbook, runbook_file=str(loaded.path.resolve()),
-            runbook_sha256=loaded.sha256,
+            runbook_sha256=loaded.sha256, region_sha256=dict(loaded.region_sha256),
             regions_dir=str(loaded.regions_dir.resolve()) if loaded.regions_dir else None,
             git_commit=git_commit(loaded.path.resolve().parent), mode=self.options.mode.value,
             source=rb.source, target=rb.target, started_at=started,
@@ -245,6 +276,8 @@ class Engine:
             rto_target_seconds=rb.objectives.rto.total_seconds(),
             rpo_target_seconds=rb.objectives.rpo.total_seconds(),
             milestones={RUN_STARTED: started}, allow_data_loss=self.options.allow_data_loss, steps=steps,
+            data_loss_approval_required=bool(self.options.allow_data_loss and
+                                             self.options.extras.get(REQUIRE_DATA_LOSS_APPROVAL)),
             artifacts={"run": self.state.relative(self.run_dir / RUN_FILE),
                        "audit": self.state.relative(self.run_dir / AUDIT_FILE)},
         )
@@ -376,16 +409,19 @@ class Engine:
                                             on_retry=lambda n, exc, wait: self._on_retry(planned, n, exc, wait),
                                             rng=self._rng)
         except Exception as exc:  # every failure is recorded; the run halts
+            failed_rpo = None
             if isinstance(exc, StepFailed):
                 exc.step_id, exc.action, exc.attempts = planned.id, planned.action, tries
-            self._step_failed(planned, exc, tries, self.clock.monotonic() - started)
+                if exc.rpo is not None:  # data loss measured by a failing step still counts in the RPO
+                    dataset = action_cls().dataset(params) if params is not None else None
+                    failed_rpo = _rpo_data(dataset, exc.rpo)
+            self._step_failed(planned, exc, tries, self.clock.monotonic() - started, rpo=failed_rpo)
             return
         _test_crash_point(planned.id, "after")
         duration = round(self.clock.monotonic() - started, 3)
         rpo = None
         if result.rpo is not None:
-            rpo = {"dataset": action.dataset(bound), "lag_bytes": result.rpo.lag_bytes,
-                   "lag_seconds": result.rpo.lag_seconds, "rows_lost": result.rpo.rows_lost}
+            rpo = _rpo_data(action.dataset(bound), result.rpo)
         self.emit(ev.STEP_SUCCEEDED, step=planned.id, duration_seconds=duration, attempts=tries,
                   summary=result.summary, changed=result.changed, facts=result.facts,
                   outputs=dict(result.outputs), rpo=rpo)
@@ -412,7 +448,8 @@ class Engine:
         assert self.record is not None
         self._notify("step_retrying", self.record.step(planned.id), attempt, error, wait)
 
-    def _step_failed(self, planned: PlannedStep, exc: Exception, tries: int, duration: float) -> None:
+    def _step_failed(self, planned: PlannedStep, exc: Exception, tries: int, duration: float, *,
+                     rpo: dict[str, Any] | None = None) -> None:
         assert self.record is not None
         error = _error_of(exc, planned)
         if not isinstance(exc, DrError):
@@ -422,8 +459,9 @@ class Engine:
             if self._failure is None:
                 self._failure = (planned.id, error)
                 self._halting_kind = isinstance(exc, HALTING_ERRORS)
+        extra: dict[str, Any] = {"rpo": rpo} if rpo is not None else {}
         self.emit(ev.STEP_FAILED, step=planned.id, duration_seconds=round(duration, 3), attempts=tries,
-                  error=error.model_dump())
+                  error=error.model_dump(), **extra)
         self._notify("step_finished", self.record.step(planned.id))
 
     def _final_status(self) -> RunStatus:
@@ -478,13 +516,16 @@ class ResumePoint:
     plan: ExecutionPlan
     record: RunRecord
     runbook_changed: bool
+    #: Regions whose file changed since the run started (resumable only with ``force``).
+    regions_changed: list[str] = field(default_factory=list)
 
 
 def prepare_resume(state_dir: Path, run_id: str, *, force: bool = False) -> ResumePoint:
     """Check that ``run_id`` can be resumed and rebuild its state from the audit log.
 
-    Refuses (RunStateError) when the run succeeded, its audit chain is broken, or its runbook
-    changed since the run started (unless ``force``; the override is audited). The step list
+    Refuses (RunStateError) when the run succeeded, its audit chain is broken, or its runbook or
+    its source/target region files changed since the run started (unless ``force``; the
+    override is audited). The step list
     must be the same either way.
     """
     state = StateDir(state_dir)
@@ -511,6 +552,15 @@ def prepare_resume(state_dir: Path, run_id: str, *, force: bool = False) -> Resu
                             f"{record.runbook_sha256[:12]} -> {plan.loaded.sha256[:12]})",
                             hint="restore the original, or resume with --force to run the new version "
                                  "(audited)")
+    # The regions say where the steps act (addresses, accounts, DSNs): a change matters as much
+    # as a runbook change. Records from before region hashes were kept have none to compare.
+    regions_changed = sorted(name for name, sha in record.region_sha256.items()
+                             if plan.loaded.region_sha256.get(name) != sha)
+    if regions_changed and not force:
+        raise RunStateError(f"region file(s) of run {run_id} changed since it started: "
+                            f"{', '.join(regions_changed)}",
+                            hint="restore the original region files, or resume with --force to use the new "
+                                 "ones (audited)")
     planned_ids = [s.id for s in plan.steps]
     recorded_ids = [s.id for s in record.steps]
     if sorted(planned_ids) != sorted(recorded_ids):
@@ -519,21 +569,29 @@ def prepare_resume(state_dir: Path, run_id: str, *, force: bool = False) -> Resu
         raise RunStateError(f"the steps of runbook {path} changed (added: {added or '-'}, removed: "
                             f"{removed or '-'}); a run cannot continue with different steps",
                             hint="start a new run with `dr failover`")
-    return ResumePoint(plan=plan, record=record, runbook_changed=changed)
+    return ResumePoint(plan=plan, record=record, runbook_changed=changed, regions_changed=regions_changed)
 
 
 def resume_options(record: RunRecord, state_dir: Path, *, clock: Clock | None = None,
                    triggered_by: str | None = None, reason: str = "", concurrency: int | None = None,
                    lock: Lock | None = None, take_over_lock: bool = False,
                    extras: dict[str, Any] | None = None) -> RunOptions:
-    """RunOptions that continue ``record`` as it was started."""
+    """RunOptions that continue ``record`` as it was started.
+
+    A run started with ``--allow-data-loss`` under the two-person rule keeps that rule on resume:
+    the approval is asked again unless the audit log already holds it (records written before
+    the rule was recorded count as requiring it).
+    """
     from dr_engine.clock import parse_utc
 
+    carried = dict(extras or {})
+    if record.allow_data_loss and record.data_loss_approval_required is not False:
+        carried[REQUIRE_DATA_LOSS_APPROVAL] = True
     return RunOptions(mode=RunMode(record.mode), run_id=record.run_id, state_dir=state_dir,
                       incident_start=parse_utc(record.incident_started_at),
                       allow_data_loss=record.allow_data_loss, triggered_by=triggered_by, reason=reason,
                       concurrency=concurrency or record.concurrency, clock=clock or SystemClock(), lock=lock,
-                      take_over_lock=take_over_lock, extras=dict(extras or {}))
+                      take_over_lock=take_over_lock, extras=carried)
 
 
 def resume_run(state_dir: Path, run_id: str, *, force: bool = False, executor: Executor | None = None,

@@ -33,6 +33,7 @@ from dr_engine.executors import InlineExecutor, StepHandle
 from dr_engine.loader import load_runbook
 from dr_engine.lock_backends import hold_lock, lock_for
 from dr_engine.model import RunMode
+from dr_engine.operations import REQUIRE_DATA_LOSS_APPROVAL
 from dr_engine.plan import ExecutionPlan, PlannedStep, build_plan
 from dr_engine.prefect_env import configure
 from dr_engine.progress import Progress
@@ -156,6 +157,9 @@ def failover_flow(
                 incident_start=parse_utc(incident_start) if incident_start else None,
                 allow_data_loss=allow_data_loss, triggered_by=triggered_by, reason=reason,
                 concurrency=concurrency, take_over_lock=take_over_lock)
+            if launch_ctx.options is None and allow_data_loss:
+                # A deployed flow run started with allow_data_loss: the two-person rule still applies.
+                options.extras[REQUIRE_DATA_LOSS_APPROVAL] = True
             engine = Engine(plan, with_approval_gate(options), executor=PrefectExecutor(), progress=launch_ctx.progress)
             record = engine.run()
     except DrError as exc:

@@ -151,7 +151,9 @@ class CheckLag(_PgAction):
             lag_bytes: int | None = max(0, (parse_lsn(current[0]) or 0) - (parse_lsn(receive_lsn) or 0))
             mine = [r for r in rows if r[0] == standby_name] or (rows if len(rows) == 1 else [])
             streaming = bool(mine) and mine[0][1] == "streaming"
-            sync = streaming and mine[0][2] in ("sync", "quorum")
+            # Only a "sync" standby holds every acknowledged commit; a "quorum" (ANY n) one may not:
+            # the quorum can be met by other standbys. Those go through the lag rules.
+            sync = streaming and mine[0][2] == "sync"
             lag_seconds = float(mine[0][3]) if streaming else (float(replay_age) if replay_age is not None else None)
             facts.update(current_lsn=current[0], measured_on="source",
                          sync_state=mine[0][2] if mine else "disconnected")
@@ -269,6 +271,14 @@ class Fence(_PgAction):
             # Without a PID file we cannot tell a dead host from a hung one: always fence it.
             ok, detail = pg.run_fence_command(params.fence_command, ctx.deadline.remaining())
             steps.append(f"fence command: {'ok' if ok else detail}")
+            if not ok and pid_file is None:
+                # Without a PID file only a successful fence command proves the old primary is
+                # gone: "does not answer" may just be a hung host that wakes up and takes writes.
+                raise FencingFailed(
+                    f"fence command for old primary {where} failed ({detail}); it "
+                    f"{'still answers' if answers else 'does not answer, but that does not prove it is down'}",
+                    hint="fix the fence command, or fence the old primary by hand and then "
+                    "`dr skip RUN_ID STEP --force --reason ...` (audited)")
         if pid_file is not None:
             pid = pg.postmaster_pid(pid_file)
             if pid is not None:
@@ -474,7 +484,9 @@ class Reconcile(_PgAction):
         summary = (f"{len(lost)} of {len(acked)} acknowledged row(s) missing on the new primary" if lost
                    else f"all {len(acked)} acknowledged row(s) present")
         if lost and params.fail_on_loss:
-            raise VerificationFailed(summary, hint="see lost_keys_sample in the run record")
+            raise VerificationFailed(f"{summary} (first: {', '.join(lost[:5])})",
+                                     hint="compare the acknowledged-writes file with the table",
+                                     rpo=RpoObservation(rows_lost=len(lost)))
         return StepResult(summary=summary, changed=False, facts=facts, outputs={"rows_lost": str(len(lost))},
                           rpo=RpoObservation(rows_lost=len(lost)))
 

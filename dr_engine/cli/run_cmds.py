@@ -24,7 +24,7 @@ from dr_engine.cli.common import (
     state_dir_option,
 )
 from dr_engine.cli.live import LiveProgress
-from dr_engine.clock import parse_utc
+from dr_engine.clock import SystemClock, parse_utc
 from dr_engine.errors import DrError
 from dr_engine.journal import rebuild_record
 from dr_engine.loader import load_runbook
@@ -33,7 +33,7 @@ from dr_engine.operations import DATA_LOSS_APPROVED_BY, REQUIRE_DATA_LOSS_APPROV
 from dr_engine.plan import ExecutionPlan, build_plan
 from dr_engine.prefect_env import configure, server_mode
 from dr_engine.record import AUDIT_FILE, RunRecord, RunStatus
-from dr_engine.run import RunOptions
+from dr_engine.run import INCIDENT_SKEW_SECONDS, RunOptions
 from dr_engine.runbooks import resolve_runbook
 from dr_engine.statedir import StateDir
 from dr_engine.summary import fmt_seconds, rpo_line, rto_line, time_line
@@ -44,6 +44,11 @@ def render_result(record: RunRecord, state_dir: Path) -> None:
     console = out()
     state = StateDir(state_dir)
     console.print(f"Run {record.run_id}: {record.status.value.upper()}", markup=False)
+    if record.status is RunStatus.SUCCEEDED and record.overrides:
+        # A success reached by relaxing a safety rule must not read as a plain success.
+        kinds = ", ".join(dict.fromkeys(o.kind for o in record.overrides))
+        console.print(f"  succeeded WITH {len(record.overrides)} OVERRIDE(S) ({kinds}): see `dr show {record.run_id}`",
+                      markup=False)
     if record.error is not None:
         console.print(f"  halted at step {record.halted_at_step}: {record.error.kind}: {record.error.message}",
                       markup=False)
@@ -150,6 +155,10 @@ def failover_cmd(
             incident = parse_utc(incident_start)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--incident-start") from exc
+        ahead = (incident - SystemClock().now()).total_seconds()
+        if ahead > INCIDENT_SKEW_SECONDS:  # a negative RTO would read as met
+            raise typer.BadParameter(f"{incident_start} is {ahead:.0f}s in the future; give the time the "
+                                     "outage began, in UTC", param_hint="--incident-start")
     plan = build_plan(load_runbook(resolve_runbook(runbook)))
     _confirm(plan, yes)
     options = RunOptions(mode=RunMode.FAILOVER, state_dir=state_dir, incident_start=incident,
@@ -165,7 +174,8 @@ def failover_cmd(
 @handle_errors
 def resume_cmd(
     run_id: str = typer.Argument(..., help="Run id (a unique prefix or 'latest' works)."),
-    force: bool = typer.Option(False, "--force", help="Resume even though the runbook file changed (audited)."),
+    force: bool = typer.Option(False, "--force",
+                               help="Resume even though the runbook or region files changed (audited)."),
     reason: str = typer.Option("", "--reason", help="Why (recorded in the audit log)."),
     take_over_lock: bool = typer.Option(False, "--take-over-lock", "--take-over",
                                         help="Take over a stale lock of another run, or this run's lease "

@@ -64,3 +64,38 @@ def test_without_any_approver_the_run_halts_before_the_first_step(tmp_path: Path
     record = start_run(plan, _options(state))  # no approval gate in a plain engine run
     assert record.status is not RunStatus.SUCCEEDED
     assert all(step.attempts == 0 for step in record.steps)
+
+
+def test_resume_keeps_the_two_person_rule_for_allow_data_loss(tmp_path: Path) -> None:
+    from dr_engine.run import resume_run
+
+    plan = plan_from_steps(tmp_path, STEPS, name="dl-resume")
+    state = tmp_path / "state"
+    first = start_run(plan, _options(state))
+    assert first.status is not RunStatus.SUCCEEDED
+    # Resuming without any approval must not run the steps either.
+    again = resume_run(state, first.run_id, lock=NullLock())
+    assert again.status is not RunStatus.SUCCEEDED
+    assert all(step.attempts == 0 for step in again.steps)
+    assert not any(o.kind == "allow-data-loss-approved" for o in again.overrides)
+    assert first.data_loss_approval_required is True  # kept in run.started for deployed flows too
+
+
+def test_resume_after_an_approval_does_not_ask_again(tmp_path: Path) -> None:
+    from dr_engine.audit import AuditLog
+    from dr_engine.journal import rebuild_record
+    from dr_engine.record import write_record
+    from dr_engine.run import resume_run
+
+    plan = plan_from_steps(tmp_path, STEPS, name="dl-resume-approved")
+    state = tmp_path / "state"
+    first = start_run(plan, _options(state, **{DATA_LOSS_APPROVED_BY: "bob@risk"}))
+    assert first.status is RunStatus.SUCCEEDED
+    # A halted copy of the situation: the approval is in the log, the run stopped before the end.
+    run_dir = StateDir(state).run_dir(first.run_id)
+    log = AuditLog(run_dir / "audit.jsonl", first.run_id)
+    log.append("run.finished", actor="x", status="halted")
+    write_record(run_dir, rebuild_record(read_events(run_dir / "audit.jsonl")))
+    resumed = resume_run(state, first.run_id, lock=NullLock())
+    assert resumed.status is RunStatus.SUCCEEDED
+    assert len([o for o in resumed.overrides if o.kind == "allow-data-loss-approved"]) == 1

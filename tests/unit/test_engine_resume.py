@@ -166,3 +166,40 @@ def test_resume_accepts_unique_prefixes_and_rejects_unknown_ids(tmp_path: Path) 
     assert prepare_resume(tmp_path / "state", record.run_id[:17]).record.run_id == record.run_id
     with pytest.raises(RunStateError, match="no run"):
         prepare_resume(tmp_path / "state", "19990101T000000Z-000000")
+
+
+def test_a_resume_that_lost_the_race_reads_the_record_again_under_the_lock(tmp_path: Path) -> None:
+    from dr_engine.run import Engine, resume_options
+
+    clock = FakeClock()
+    plan = plan_from_steps(tmp_path, STEPS)
+    state = tmp_path / "state"
+    first = start_run(plan, opts(tmp_path, clock))
+    assert first.status is RunStatus.FAILED
+    stale = prepare_resume(state, first.run_id)  # the second `dr resume` read the record...
+    done = resume_run(state, first.run_id, clock=clock, lock=NullLock())  # ...then the first one finished
+    assert done.status is RunStatus.SUCCEEDED
+    late = Engine(stale.plan, resume_options(stale.record, state, clock=clock, lock=NullLock()))
+    with pytest.raises(RunStateError, match="already succeeded"):
+        late.resume(stale.record)
+    assert fakes.CALLS[(first.run_id, "first")] == 1
+    assert fakes.CALLS[(first.run_id, "healthy")] == 1
+    assert verify(state / "runs" / first.run_id / "audit.jsonl").ok
+
+
+def test_resume_refuses_changed_region_files_unless_forced(tmp_path: Path) -> None:
+    clock = FakeClock()
+    plan = plan_from_steps(tmp_path, STEPS)
+    state = tmp_path / "state"
+    first = start_run(plan, opts(tmp_path, clock))
+    assert first.status is RunStatus.FAILED
+    west = tmp_path / "regions" / "west.yaml"
+    west.write_text(west.read_text(encoding="utf-8") + "# moved to another account\n", encoding="utf-8")
+    with pytest.raises(RunStateError, match=r"region file.*west"):
+        resume_run(state, first.run_id, clock=clock, lock=NullLock())
+    assert set(first.region_sha256) == {"east", "west"}
+    done = resume_run(state, first.run_id, clock=clock, lock=NullLock(), force=True)
+    assert done.status is RunStatus.SUCCEEDED
+    assert any(o.kind == "regions-changed" and "west" in o.detail for o in done.overrides)
+    assert rebuild_record(read_events(state / "runs" / first.run_id / "audit.jsonl")).region_sha256 == \
+        done.region_sha256

@@ -107,6 +107,17 @@ def test_incident_start_in_the_future_is_refused(tmp_path: Path) -> None:
         run(tmp_path, FAILOVER, clock, incident_start=clock.now() + timedelta(hours=1))
 
 
+def test_incident_start_a_minute_ahead_is_refused_and_small_skew_is_clamped(tmp_path: Path) -> None:
+    clock = FakeClock()
+    with pytest.raises(ConfigError, match="in the future"):
+        run(tmp_path / "a", FAILOVER, clock, incident_start=clock.now() + timedelta(seconds=50))
+    record, run_dir = run(tmp_path / "b", FAILOVER, clock, incident_start=clock.now() + timedelta(seconds=3))
+    assert record.incident_started_at == record.started_at  # clamped: the RTO is never negative
+    assert record.rto_seconds is not None and record.rto_seconds >= 0
+    notes = [e for e in read_events(run_dir / "audit.jsonl") if e["type"] == "note.added"]
+    assert any("clamped" in str(e["data"].get("text")) for e in notes)
+
+
 def test_transient_errors_are_retried_with_backoff(tmp_path: Path) -> None:
     clock = FakeClock()
     record, run_dir = run(tmp_path, """
@@ -452,3 +463,18 @@ def test_a_second_run_of_the_same_runbook_fails_fast_on_the_lock(tmp_path: Path)
     record = start_run(plan, options(tmp_path, clock, lock=lock))
     assert record.status is RunStatus.SUCCEEDED
     assert lock.inspect("test-app") is None
+
+
+def test_cli_refuses_an_incident_start_in_the_future_with_exit_2(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from typer.testing import CliRunner
+
+    from dr_engine.cli import build_app
+
+    ahead = (datetime.now(UTC) + timedelta(seconds=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = CliRunner().invoke(build_app(), ["failover", "sample-noop", "--yes", "--incident-start", ahead,
+                                              "--state-dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "in the future" in result.output
+    assert not (tmp_path / "runs").exists()

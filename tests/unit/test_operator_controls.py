@@ -150,3 +150,39 @@ def test_drill_behaviour_and_drill_address(tmp_path: Path) -> None:
     assert drill_address(Region.model_validate({"name": "w", "params": {"addr": "10.0.0.5"}})) is None
     assert drill_address(Region.model_validate({"name": "w", "params": {"addr": "10.0.0.5",
                                                                         "drill_addr": "10.9.0.5"}})) == "10.9.0.5"
+
+
+GATED = """
+- id: first
+  action: fake.noop
+- id: healthy
+  action: fake.check_health
+  with: {healthy: false}
+  after: [first]
+- id: shift
+  action: fake.shift_traffic
+  after: [healthy]
+- id: serving
+  action: fake.check_health
+  after: [shift]
+"""
+
+
+def test_skipping_a_health_gate_needs_force_and_the_success_shows_the_override(tmp_path: Path) -> None:
+    plan = plan_from_steps(tmp_path, GATED, name="skip-gate")
+    state = tmp_path / "state"
+    record = start_run(plan, RunOptions(state_dir=state, concurrency=1, lock=NullLock()))
+    assert record.halted_at_step == "healthy"
+
+    refused = _dr(state, "skip", record.run_id, "healthy", "--reason", "looks fine to me")
+    assert refused.exit_code != 0 and "safety-critical" in refused.output
+    assert StateDir(state).load(record.run_id).step("healthy").status is StepStatus.FAILED
+    forced = _dr(state, "skip", record.run_id, "healthy", "--reason", "checked by hand", "--force",
+                 "--as", "dave@sre")
+    assert forced.exit_code == 0, forced.output
+    done = resume_run(state, record.run_id, lock=NullLock(), concurrency=1)
+    assert done.status is RunStatus.SUCCEEDED
+    assert any(o.kind == "skip-safety-critical" and o.actor == "dave@sre" for o in done.overrides)
+    shown = _dr(state, "show", record.run_id)
+    assert shown.exit_code == 0, shown.output
+    assert "WITH 1 OVERRIDE(S)" in shown.output and "skip-safety-critical" in shown.output

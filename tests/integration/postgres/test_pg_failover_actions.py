@@ -115,6 +115,11 @@ def test_async_cut_off_standby_loses_exactly_the_unreplicated_rows(make_pair: Pa
                                               cluster="ledger"), step_context(state_dir=tmp_path))
     assert result.rpo is not None and result.rpo.rows_lost == 7
     assert result.facts["lost_keys_sample"] == [str(i) for i in range(21, 28)]
+    # Failing on the loss still reports it, so the run's RPO counts the lost rows.
+    with pytest.raises(VerificationFailed, match="7 of 27") as failed:
+        Reconcile().run(Reconcile.Params(dsn=pair.dsn(DST), table="transfers", acknowledged_file=str(acks),
+                                         cluster="ledger", fail_on_loss=True), step_context(state_dir=tmp_path))
+    assert failed.value.rpo is not None and failed.value.rpo.rows_lost == 7
 
 
 def test_async_lag_within_rpo_passes_and_fence_stops_a_reachable_primary(
@@ -158,3 +163,36 @@ def test_password_is_used_and_never_shown(make_pair: PairFactory, tmp_path: Path
         VerifyWritable().run(VerifyWritable.Params(dsn=pair.dsn(DST)), step_context(state_dir=tmp_path, timeout=1))
     assert canary not in str(in_dsn.value)
     assert "recovery" in str(in_dsn.value)
+
+
+def test_quorum_standby_is_not_treated_as_synchronous(make_pair: PairFactory, tmp_path: Path) -> None:
+    import os
+    import signal
+
+    pair = make_pair(synchronous=True)
+    with psycopg.connect(pair.dsn(SRC), autocommit=True, connect_timeout=5) as conn:
+        # ANY 1 of two: the quorum may be met by the other standby, so this one may miss commits.
+        conn.execute("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (\"us-west-2\", elsewhere)'")
+        conn.execute("SELECT pg_reload_conf()")
+        end = time.monotonic() + 20
+        while conn.execute("SELECT sync_state FROM pg_stat_replication").fetchone() != ("quorum",):
+            assert time.monotonic() < end, "the standby did not become a quorum standby"
+            time.sleep(0.05)
+    with psycopg.connect(pair.dsn(DST), autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute("SELECT pid FROM pg_stat_wal_receiver").fetchone()
+    assert row is not None
+    receiver = int(row[0])
+    os.kill(receiver, signal.SIGSTOP)  # the standby stops receiving but still shows as streaming
+    try:
+        with psycopg.connect(pair.dsn(SRC), autocommit=True, connect_timeout=5) as conn:
+            conn.execute("SET synchronous_commit = local")  # acknowledged without this standby
+            conn.execute("INSERT INTO transfers SELECT g, 1 FROM generate_series(1, 100) g")
+        params = CheckLag.Params(dsn=pair.dsn(DST), source_dsn=pair.dsn(SRC), cluster="ledger")
+        with pytest.raises(PreconditionFailed, match="over the RPO"):
+            CheckLag().run(params, step_context(state_dir=tmp_path))
+        allowed = CheckLag().run(params, step_context(state_dir=tmp_path, allow_data_loss=True))
+        assert allowed.facts["sync_state"] == "quorum"
+        assert allowed.facts["synchronous"] is False
+        assert allowed.rpo is not None and (allowed.rpo.lag_bytes or 0) > 0
+    finally:
+        os.kill(receiver, signal.SIGCONT)
