@@ -30,7 +30,7 @@ def prepare_automatic_run(runbook: str, *, mode: RunMode, state_dir: Path, regio
     interval = parse_duration(min_interval) if min_interval else settings.min_interval
     lock = lock_for(plan.loaded.target, state_dir, settings=settings)
     if interval > timedelta(0):
-        check_min_interval(lock, plan.loaded.runbook.runbook, interval)
+        check_min_interval(lock, plan.loaded.runbook.lock_key, interval)
     options = RunOptions(mode=mode, state_dir=state_dir, triggered_by=triggered_by,
                          reason=reason or f"automatic {mode.value}", lock=lock)
     return plan, options

@@ -51,7 +51,7 @@ def holder_alive(record: RunRecord, state_dir: Path) -> bool:
     """True when a live process holds the failover lock for this run (it is really running)."""
     from dr_engine.lock import FileLock
 
-    lease = FileLock(StateDir(state_dir).locks_dir).inspect(record.runbook)
+    lease = FileLock(StateDir(state_dir).locks_dir).inspect(record.application or record.runbook)
     if lease is None or lease.run_id != record.run_id:
         return _recent_activity(record)
     return not FileLock(StateDir(state_dir).locks_dir).is_stale(lease)

@@ -117,6 +117,8 @@ class RunRecord(_Record):
     record_version: int = RECORD_VERSION
     run_id: str
     runbook: str
+    #: The failover lock key (runbook ``application:``, default the runbook name); None in old records.
+    application: str | None = None
     runbook_file: str = Field(description="Path of the runbook file as given when the run started")
     runbook_sha256: str
     region_sha256: dict[str, str] = Field(default_factory=dict,

@@ -30,13 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from dr_engine import audit as ev
-from dr_engine.actions.base import ActionParams, RpoObservation, StepContext, StepResult
+from dr_engine.actions.base import STEP_STARTED_BEFORE, ActionParams, RpoObservation, StepContext, StepResult
 from dr_engine.audit import AuditLog, default_actor, read_events, verify
 from dr_engine.bindings import Bindings, bind_params, read_secret
 from dr_engine.clock import Clock, Deadline, SystemClock, utc_iso
 from dr_engine.errors import ConfigError, DrError, FencingFailed, PreconditionFailed, RunStateError, StepFailed
 from dr_engine.executors import Executor, InlineExecutor, StepHandle, ThreadExecutor
 from dr_engine.journal import apply_event, rebuild_record
+from dr_engine.lease_heartbeat import LeaseHeartbeat, start_heartbeat
 from dr_engine.loader import load_runbook, runbook_location
 from dr_engine.lock import Lease, Lock
 from dr_engine.lock_backends import lock_for
@@ -147,6 +148,11 @@ class Engine:
         # The configured backend (lock file by default; see dr_engine.lock_backends).
         self._lock_backend: Lock = options.lock or lock_for(plan.loaded.target, self.state.root, clock=self.clock)
         self._lease: Lease | None = None
+        # Renews the lease while the run holds it, so a long wave cannot outlive the lease TTL.
+        self._heartbeat: LeaseHeartbeat | None = None
+        self._lock_loss_recorded = False
+        # Steps an earlier segment of the run started (resume): their effect may already be done.
+        self._started_before: frozenset[str] = frozenset()
         self._state_lock = threading.RLock()
         self._halt = threading.Event()
         self._failure: tuple[str, StepError] | None = None
@@ -196,7 +202,8 @@ class Engine:
         if clamped_from is not None:
             incident = now
         run_id = self.options.run_id or StateDir.new_run_id(self.clock)
-        self._lease = self._lock_backend.acquire(rb.runbook, run_id, take_over=self.options.take_over_lock)
+        self._lease = self._lock_backend.acquire(rb.lock_key, run_id, take_over=self.options.take_over_lock)
+        self._heartbeat = start_heartbeat(self._lock_backend, self._lease)
         try:
             self.run_dir = self.state.create_run_dir(run_id)
             self._audit = AuditLog(self.run_dir / AUDIT_FILE, run_id, now=self.clock.now)
@@ -210,7 +217,7 @@ class Engine:
                           f"(clock skew): clamped to the run start {utc_iso(incident)}",
                           incident_start_given=clamped_from)
             if self._lease.fencing_token:
-                self.emit(ev.NOTE_ADDED, text=f"failover lock '{rb.runbook}' taken, fencing token "
+                self.emit(ev.NOTE_ADDED, text=f"failover lock '{rb.lock_key}' taken, fencing token "
                           f"{self._lease.fencing_token}", lock=self._lease.key, token=self._lease.fencing_token)
             self._audit_lock_take_over()
             for override in self.plan.overrides:
@@ -231,14 +238,17 @@ class Engine:
         """
         self.record = record
         self.run_dir = self.state.run_dir(record.run_id)
-        self._lease = self._lock_backend.acquire(record.runbook, record.run_id,
+        # The lock is the application's (runbook `application:`), shared by its failover and failback.
+        self._lease = self._lock_backend.acquire(self.plan.loaded.runbook.lock_key, record.run_id,
                                                  take_over=self.options.take_over_lock)
+        self._heartbeat = start_heartbeat(self._lock_backend, self._lease)
         try:
             fresh = prepare_resume(self.state.root, record.run_id, force=force)
             record = self.record = fresh.record
             runbook_changed = runbook_changed or fresh.runbook_changed
             self._audit = AuditLog(self.run_dir / AUDIT_FILE, record.run_id, now=self.clock.now)
             reset = [s.id for s in record.steps if s.status in (StepStatus.RUNNING, StepStatus.FAILED)]
+            self._started_before = frozenset(reset)
             self.emit(ev.RUN_RESUMED, actor=self.options.triggered_by or default_actor(),
                       previous_status=record.status.value, reset_steps=reset, force=force,
                       runbook_sha256=self.plan.loaded.sha256, region_sha256=dict(self.plan.loaded.region_sha256),
@@ -266,7 +276,7 @@ class Engine:
         steps = [StepRecord(id=s.id, action=s.action, capability=s.capability.value, wave=s.wave)
                  for s in self.plan.steps]
         return RunRecord(
-            run_id=run_id, runbook=rb.runbook, runbook_file=str(loaded.path.resolve()),
+            run_id=run_id, runbook=rb.runbook, application=rb.lock_key, runbook_file=str(loaded.path.resolve()),
             runbook_sha256=loaded.sha256, region_sha256=dict(loaded.region_sha256),
             regions_dir=str(loaded.regions_dir.resolve()) if loaded.regions_dir else None,
             git_commit=git_commit(loaded.path.resolve().parent), mode=self.options.mode.value,
@@ -301,6 +311,8 @@ class Engine:
                 if not todo:
                     continue
                 self._renew_lease()
+                if self._lock_lost():
+                    break
                 handles: list[StepHandle] = [executor.submit(s, self._step_runner(s)) for s in todo]
                 self._wait(handles)
         except KeyboardInterrupt:
@@ -331,8 +343,28 @@ class Engine:
                 self._halt.set()
 
     def _renew_lease(self) -> None:
-        if self._lease is not None:
+        if self._heartbeat is not None:
+            self._heartbeat.beat()
+            self._lease = self._heartbeat.lease
+        elif self._lease is not None:
             self._lease = self._lock_backend.renew(self._lease)
+
+    def _lock_lost(self) -> bool:
+        """True (and the run halting, audited once) when another run took the failover lock over."""
+        lost = self._heartbeat.lost if self._heartbeat is not None else None
+        if lost is None:
+            return False
+        with self._state_lock:
+            first, self._lock_loss_recorded = not self._lock_loss_recorded, True
+            self._halt.set()
+            if self._failure is None:
+                self._failure = ("failover-lock", StepError(kind="LockHeld", message=lost.message, hint=lost.hint))
+                self._halting_kind = True
+        if first:
+            key = self._lease.key if self._lease is not None else self.plan.loaded.runbook.lock_key
+            self.emit(ev.NOTE_ADDED, text=f"failover lock '{key}' lost while the run held it: {lost.message}; "
+                      "no further step starts", lock=key, holder_run_id=lost.holder_run_id, holder=lost.holder)
+        return True
 
     def _audit_lock_take_over(self) -> None:
         # Replacing an unreleased lease is a deviation an auditor must see (who was displaced).
@@ -352,6 +384,11 @@ class Engine:
         return self._cancelled
 
     def _release(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()  # before the release, so no beat renews a released lease
+            if self._lease is not None:
+                self._lease = self._heartbeat.lease
+            self._heartbeat = None
         if self._lease is not None:
             try:
                 self._lock_backend.release(self._lease)
@@ -372,7 +409,7 @@ class Engine:
     def run_step(self, planned: PlannedStep) -> None:
         """Execute one step and record the outcome; never raises for a step failure."""
         assert self.record is not None
-        if self._halt.is_set() or self._cancel_requested():
+        if self._halt.is_set() or self._cancel_requested() or self._lock_lost():
             return  # halting: steps that have not started stay pending
         action_cls = self.plan.loaded.actions[planned.id]
         if self.options.mode is RunMode.DRILL and self._ops.skips_in_drill(planned, action_cls):
@@ -432,7 +469,8 @@ class Engine:
         assert self.record is not None and self.run_dir is not None
         loaded = self.plan.loaded
         # Where the runbook lives (stacks/templates resolve against it); options may override.
-        extras = {**runbook_location(loaded.path), **self.options.extras, "emit": self.emit, "run_dir": self.run_dir}
+        extras = {**runbook_location(loaded.path), **self.options.extras, "emit": self.emit, "run_dir": self.run_dir,
+                  STEP_STARTED_BEFORE: planned.id in self._started_before}
         return StepContext(
             run_id=self.record.run_id, step_id=planned.id, mode=self.options.mode, source=loaded.source,
             target=loaded.target, objectives=loaded.runbook.objectives, deadline=deadline, clock=self.clock,

@@ -196,7 +196,7 @@ def launch(plan: ExecutionPlan, options: RunOptions, progress: Progress | None =
     loaded = plan.loaded
     # Take the failover lock before Prefect starts: a second run fails in a second, not after a server boot.
     lock = options.lock or lock_for(loaded.target, options.state_dir, clock=options.clock)
-    with hold_lock(lock, loaded.runbook.runbook, run_id, take_over=options.take_over_lock) as options.lock:
+    with hold_lock(lock, loaded.runbook.lock_key, run_id, take_over=options.take_over_lock) as options.lock:
         _call_flow(run_id, _Launch(plan=plan, options=options, progress=progress), options.concurrency,
                    f"{loaded.runbook.runbook}-{run_id}", runbook=str(loaded.path), state_dir=str(options.state_dir),
                    mode=options.mode.value, expected_sha256=loaded.sha256, reason=options.reason,
@@ -214,7 +214,7 @@ def resume_run(state_dir: Path, run_id: str, *, force: bool = False, progress: P
                              concurrency=concurrency, take_over_lock=take_over_lock, **option_overrides)
     record = point.record
     lock = options.lock or lock_for(point.plan.loaded.target, state_dir, clock=options.clock)
-    with hold_lock(lock, record.runbook, record.run_id, take_over=take_over_lock) as options.lock:
+    with hold_lock(lock, point.plan.loaded.runbook.lock_key, record.run_id, take_over=take_over_lock) as options.lock:
         _call_flow(record.run_id, _Launch(resume=point, options=options, progress=progress, force=force),
                    options.concurrency, f"{record.runbook}-{record.run_id}-resume{record.resumes + 1}",
                    runbook=record.runbook_file, state_dir=str(state_dir), resume=True, force=force)

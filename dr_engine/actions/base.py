@@ -88,6 +88,11 @@ class PreflightCheck:
     detail: str = ""
 
 
+#: ``ctx.extras`` key set by the engine: True when an earlier segment of this run already started
+#: the step (``dr resume`` after it crashed, failed or was interrupted), so its effect may be done.
+STEP_STARTED_BEFORE = "step_started_before"
+
+
 @dataclass
 class StepContext:
     """Everything an action may use while running one step.

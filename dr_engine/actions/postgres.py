@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr
 
 from dr_engine.actions.base import (
+    STEP_STARTED_BEFORE,
     Action,
     ActionParams,
     Capability,
@@ -317,11 +318,26 @@ class PromoteParams(PgParams):
     """Parameters of ``postgres.promote`` (``dsn`` is the standby to promote)."""
 
 
+def promotion_outcome(was_standby: bool, *, attempt: int, started_before: bool) -> tuple[bool, str]:
+    """``(changed, summary)`` of a promote step that found the server a standby or already a primary.
+
+    A primary found on a retry (pg_promote timed out but went on) or on a resumed step (the
+    process died after promoting) was most likely promoted by this step: it is reported as a
+    change, so the halt report and the audit never say "nothing changed" about a promotion.
+    """
+    if was_standby:
+        return True, "promoted"
+    if attempt > 1 or started_before:
+        return True, "promoted by an earlier attempt of this step (found already a primary)"
+    return False, "already a primary"
+
+
 @register
 class Promote(_PgAction):
     """Promote the standby (``pg_promote(wait => true)``) and wait until it is a writable primary.
 
-    Already a primary: returns early with ``changed=False``.
+    Already a primary: ``changed=False``, unless this is a retry or a resumed step, whose earlier
+    attempt most likely promoted it (see :func:`promotion_outcome`).
 
     Example::
 
@@ -360,10 +376,12 @@ class Promote(_PgAction):
                 ctx.deadline.check("waiting for the promoted server to leave recovery")
                 ctx.clock.sleep(0.02)
         timeline = str(int(state[2], 16))
-        summary = "promoted" if changed else "already a primary"
+        already_primary = not changed
+        changed, summary = promotion_outcome(changed, attempt=ctx.attempt,
+                                             started_before=bool(ctx.extras.get(STEP_STARTED_BEFORE)))
         return StepResult(summary=f"{summary}: timeline {timeline}, LSN {state[1]}", changed=changed,
                           outputs={"lsn": state[1], "timeline": timeline},
-                          facts={"lsn": state[1], "timeline": int(timeline), "already_primary": not changed})
+                          facts={"lsn": state[1], "timeline": int(timeline), "already_primary": already_primary})
 
 
 # ------------------------------------------------------------------------- verify_writable

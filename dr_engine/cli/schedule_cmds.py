@@ -78,15 +78,16 @@ def lock_show_cmd(
     output: Output = typer.Option(Output.TEXT, "--output", "-o", help="text or json"),
     state_dir: Path = state_dir_option(),
 ) -> None:
-    """Show the failover lock of a runbook: backend, holder, age, fencing token, minimum interval."""
+    """Show the failover lock of a runbook's application: backend, holder, age, token, minimum interval."""
     loaded = load_runbook(resolve_runbook(runbook))
     settings = LockSettings.of(loaded.target)
     lock = lock_for(loaded.target, state_dir, settings=settings)
-    key = loaded.runbook.runbook
+    key = loaded.runbook.lock_key  # one lock per application (runbook `application:`)
     current = lock.inspect(key)
     last = last_lease(lock, key)
     now = SystemClock().now()
-    data: dict[str, Any] = {"runbook": key, "backend": settings.backend, "held": current is not None,
+    data: dict[str, Any] = {"runbook": loaded.runbook.runbook, "application": key, "backend": settings.backend,
+                            "held": current is not None,
                             "min_run_interval": format_duration(settings.min_interval),
                             "ttl": format_duration(settings.ttl), "lease": None}
     if last is not None:

@@ -87,6 +87,11 @@ class Runbook(StrictModel):
     """How one application fails over from ``source`` to ``target``."""
 
     runbook: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+    #: The application this runbook moves; runbooks of one application (failover, failback, a
+    #: partial one) share one failover lock, so they never run at the same time.
+    application: Annotated[str | None, Field(
+        default=None, pattern=NAME_PATTERN, max_length=63,
+        description="Application this runbook moves: the failover lock key (default: the runbook name)")]
     description: str = ""
     source: Annotated[str, Field(pattern=NAME_PATTERN)]
     target: Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -120,6 +125,11 @@ class Runbook(StrictModel):
         if value is Fencing.BEST_EFFORT and not (info.data.get("fencing_reason") or "").strip():
             raise ValueError("best-effort fencing needs a `fencing_reason:` explaining why (it is audited)")
         return value
+
+    @property
+    def lock_key(self) -> str:
+        """The failover lock key: ``application``, or the runbook name when none is given."""
+        return self.application or self.runbook
 
     def step(self, step_id: str) -> Step:
         """Return the step with ``step_id`` (KeyError if absent)."""

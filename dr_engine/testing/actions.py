@@ -31,7 +31,15 @@ from typing import Any
 from pydantic import Field
 
 from dr_engine import errors
-from dr_engine.actions.base import Action, ActionParams, Capability, RpoObservation, StepContext, StepResult
+from dr_engine.actions.base import (
+    STEP_STARTED_BEFORE,
+    Action,
+    ActionParams,
+    Capability,
+    RpoObservation,
+    StepContext,
+    StepResult,
+)
 from dr_engine.actions.registry import register
 
 #: (run_id, step_id) -> number of times ``run`` was called in this process.
@@ -133,7 +141,8 @@ class Fail(Action[FailParams]):
         calls = _count(ctx)
         _sleep(ctx, params.seconds)
         if params.times is not None and calls > params.times:
-            return StepResult(summary=f"ok after {params.times} failure(s)")
+            return StepResult(summary=f"ok after {params.times} failure(s)",
+                              facts={"started_before": bool(ctx.extras.get(STEP_STARTED_BEFORE))})
         if params.kind == "crash":
             raise RuntimeError(params.message)
         cls = getattr(errors, params.kind)

@@ -10,6 +10,7 @@ import pytest
 from pg_pairs import AckedWriter, PairFactory, fail_region
 from pydantic import SecretStr
 
+from dr_engine.actions.base import STEP_STARTED_BEFORE
 from dr_engine.actions.postgres import CheckLag, Fence, Promote, Reconcile, VerifyWritable
 from dr_engine.errors import FencingFailed, PreconditionFailed, VerificationFailed
 from dr_engine.testing.step_context import step_context
@@ -72,6 +73,10 @@ def test_sync_failover_under_load_loses_no_acknowledged_row(make_pair: PairFacto
     assert promoted.changed and int(promoted.outputs["timeline"]) == 2
     twice = Promote().run(Promote.Params(dsn=pair.dsn(DST), cluster="ledger"), step_context(state_dir=tmp_path))
     assert twice.changed is False and twice.outputs["timeline"] == "2"
+    # A resumed step (the process died after pg_promote) must still report the promotion.
+    resumed = Promote().run(Promote.Params(dsn=pair.dsn(DST), cluster="ledger"),
+                            step_context(state_dir=tmp_path, extras={STEP_STARTED_BEFORE: True}))
+    assert resumed.changed and "earlier attempt" in resumed.summary and resumed.facts["already_primary"]
 
     VerifyWritable().run(VerifyWritable.Params(dsn=pair.dsn(DST), cluster="ledger"), step_context(state_dir=tmp_path))
     result = Reconcile().run(Reconcile.Params(dsn=pair.dsn(DST), table="transfers", acknowledged_file=str(acks),
