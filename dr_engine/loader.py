@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from dr_engine.actions.base import Action, ActionParams
 from dr_engine.actions.registry import all_actions, close_matches, lookup
 from dr_engine.errors import ConfigError, Problem, UnknownAction
+from dr_engine.gcpause import gc_paused
 from dr_engine.model import Region, Runbook
 from dr_engine.problems import describe_value, validation_problems
 from dr_engine.substitution import Reference, find_references, parse_reference, substitute
@@ -228,6 +229,12 @@ def _validate_params(loaded: LoadedRunbook) -> list[Problem]:
 
 def load_runbook(path: Path, regions_dir: Path | None = None) -> LoadedRunbook:
     """Load a runbook, its two regions and every step's params; raise ConfigError on any problem."""
+    # Everything built here stays alive and is acyclic: see dr_engine.gcpause for why.
+    with gc_paused():
+        return _load_runbook(path, regions_dir)
+
+
+def _load_runbook(path: Path, regions_dir: Path | None) -> LoadedRunbook:
     file = display_path(path)
     data, lines = read_yaml(path, file)
     data = _expect_mapping(data, file, "runbook, source, target, objectives, steps")

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import difflib
 import graphlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from dr_engine.actions.base import Capability
 from dr_engine.errors import PlanError, Problem
+from dr_engine.gcpause import gc_paused
 from dr_engine.loader import LoadedRunbook
 from dr_engine.model import Fencing, Step
 from dr_engine.substitution import find_references, parse_reference
@@ -39,14 +42,17 @@ class PlannedStep:
     capability: Capability
     wave: int
     timeout: timedelta
-    ancestor_mask: int
     summary: str = ""
-    file_ids: tuple[str, ...] = ()
+    graph: StepGraph | None = field(default=None, repr=False, compare=False)
 
-    @property
+    @cached_property
     def ancestors(self) -> frozenset[str]:
-        """Ids of every step this one transitively waits for."""
-        return frozenset(self.file_ids[i] for i in _bits(self.ancestor_mask))
+        """Ids of every step this one transitively waits for (computed on first use).
+
+        Lazy because the sets of all steps together are O(steps x depth): 50 million ids for
+        a 10,000-step chain. The invariants use :class:`Ancestry` instead.
+        """
+        return frozenset() if self.graph is None else self.graph.ancestors(self.id)
 
     @property
     def id(self) -> str:
@@ -126,42 +132,60 @@ def _graph_problems(loaded: LoadedRunbook) -> list[Problem]:
     return problems
 
 
-def _bits(mask: int) -> list[int]:
-    out = []
-    while mask:
-        low = mask & -mask
-        out.append(low.bit_length() - 1)
-        mask ^= low
-    return out
+class StepGraph:
+    """The ``after:`` edges of a checked runbook, to list a step's ancestors on demand."""
+
+    def __init__(self, loaded: LoadedRunbook) -> None:
+        self.index = loaded.step_ids
+        self.steps = loaded.runbook.steps
+
+    def ancestors(self, step_id: str) -> frozenset[str]:
+        """Ids of every step ``step_id`` transitively waits for: a walk of its ancestors only."""
+        seen: set[str] = set()
+        todo = list(self.steps[self.index[step_id]].after)
+        while todo:
+            dep = todo.pop()
+            if dep not in seen:
+                seen.add(dep)
+                todo.extend(self.steps[self.index[dep]].after)
+        return frozenset(seen)
 
 
 class Ancestry:
-    """Transitive dependencies as bit masks (bit i = the step at file position i).
+    """Which *tracked* steps each step transitively waits for, as bit masks.
 
-    Sets of ids would cost O(steps x depth) memory (hundreds of MB at 10,000 steps); an int
-    per step keeps planning linear in practice.
+    Only the steps the invariants ask about are tracked (health checks, traffic shifts,
+    promotes, fences and steps whose outputs are referenced): bit i = the i-th tracked step.
+    Masks over every step cost O(steps^2 / 64) time and memory on long chains; these stay a
+    few bits wide, so planning is linear. Any other ancestor is answered by a graph walk.
     """
 
-    def __init__(self, loaded: LoadedRunbook, order: list[str]) -> None:
+    def __init__(self, loaded: LoadedRunbook, order: list[str], tracked: Iterable[str]) -> None:
         self.index = loaded.step_ids
+        self.graph = StepGraph(loaded)
         steps = loaded.runbook.steps
+        self.bit = {step_id: i for i, step_id in enumerate(sorted(set(tracked), key=loaded.step_index))}
         self.masks: dict[str, int] = {}
         for step_id in order:
             mask = 0
             for dep in steps[self.index[step_id]].after:
-                mask |= (1 << self.index[dep]) | self.masks[dep]
+                mask |= self.masks[dep]
+                if dep in self.bit:
+                    mask |= 1 << self.bit[dep]
             self.masks[step_id] = mask
 
     def mask_of(self, ids: set[str]) -> int:
-        """The bit mask of a set of step ids."""
+        """The bit mask of a set of tracked step ids."""
         mask = 0
         for step_id in ids:
-            mask |= 1 << self.index[step_id]
+            mask |= 1 << self.bit[step_id]
         return mask
 
     def has(self, step_id: str, ancestor: str) -> bool:
         """True when ``ancestor`` runs (transitively) before ``step_id``."""
-        return bool(self.masks[step_id] >> self.index[ancestor] & 1)
+        if ancestor in self.bit:
+            return bool(self.masks[step_id] >> self.bit[ancestor] & 1)
+        return ancestor in self.graph.ancestors(step_id)
 
     def any_of(self, step_id: str, mask: int) -> bool:
         """True when some step of ``mask`` is an ancestor of ``step_id``."""
@@ -182,6 +206,12 @@ def _cycle(loaded: LoadedRunbook, exc: graphlib.CycleError) -> Problem:
 
 def build_plan(loaded: LoadedRunbook) -> ExecutionPlan:
     """Check the invariants and order the steps into waves; raise PlanError when unsafe."""
+    # Planning a large runbook builds many long-lived, acyclic objects: see dr_engine.gcpause.
+    with gc_paused():
+        return _build_plan(loaded)
+
+
+def _build_plan(loaded: LoadedRunbook) -> ExecutionPlan:
     steps = loaded.runbook.steps
     problems = _graph_problems(loaded)
     if problems:
@@ -199,12 +229,14 @@ def build_plan(loaded: LoadedRunbook) -> ExecutionPlan:
         wave_ids.append(ready)
         sorter.done(*ready)
     order = [s for wave in wave_ids for s in wave]
-    ancestry = Ancestry(loaded, order)
-    checks, overrides, problems = _invariants(loaded, ancestry)
+    references = _step_references(loaded)
+    tracked = {ref for _, _, _, ref in references if ref in loaded.step_ids}
+    tracked.update(s.id for s in steps if loaded.actions[s.id].capability in _TRACKED)
+    ancestry = Ancestry(loaded, order, tracked)
+    checks, overrides, problems = _invariants(loaded, ancestry, references)
     if problems:
         raise PlanError(problems)
     stop = _rto_stop(loaded, order, ancestry)
-    file_ids = tuple(s.id for s in steps)
     waves = []
     for number, ids in enumerate(wave_ids):
         wave = []
@@ -215,10 +247,27 @@ def build_plan(loaded: LoadedRunbook) -> ExecutionPlan:
             summary = action().describe(params) if params is not None else ""
             wave.append(PlannedStep(step=step, action=step.action, capability=action.capability,
                                     wave=number, timeout=step.timeout or DEFAULT_STEP_TIMEOUT,
-                                    ancestor_mask=ancestry.masks[step_id], summary=summary,
-                                    file_ids=file_ids))
+                                    summary=summary, graph=ancestry.graph))
         waves.append(wave)
     return ExecutionPlan(loaded=loaded, waves=waves, checks=checks, rto_stop=stop, overrides=overrides)
+
+
+#: Capabilities whose steps the invariants look for among ancestors (see Ancestry).
+_TRACKED = frozenset({Capability.HEALTH_VERIFY, Capability.TRAFFIC_SHIFT, Capability.DATA_PROMOTE,
+                      Capability.DATA_FENCE})
+
+#: (file index of the using step, field path, reference text, id of the referenced step).
+StepReference = tuple[int, str, str, str]
+
+
+def _step_references(loaded: LoadedRunbook) -> list[StepReference]:
+    found: list[StepReference] = []
+    for index, step in enumerate(loaded.runbook.steps):
+        for field_path, text in find_references(step.with_):
+            ref = parse_reference(text)
+            if ref is not None and ref.scope == "step" and ref.step is not None:
+                found.append((index, field_path, text, ref.step))
+    return found
 
 
 def _by_capability(loaded: LoadedRunbook, capability: Capability) -> list[Step]:
@@ -231,7 +280,7 @@ def _dataset(loaded: LoadedRunbook, step: Step) -> str | None:
 
 
 def _invariants(
-    loaded: LoadedRunbook, ancestry: Ancestry
+    loaded: LoadedRunbook, ancestry: Ancestry, references: list[StepReference]
 ) -> tuple[list[InvariantCheck], list[str], list[Problem]]:
     checks: list[InvariantCheck] = []
     problems: list[Problem] = []
@@ -241,16 +290,13 @@ def _invariants(
 
     # Step-output references must point at ancestors, or the value may not exist yet.
     bad_refs = 0
-    for index, step in enumerate(rb.steps):
-        for field_path, text in find_references(step.with_):
-            ref = parse_reference(text)
-            if ref is None or ref.scope != "step" or ref.step is None:
-                continue
-            if ref.step not in ancestry.index or not ancestry.has(step.id, ref.step):
-                bad_refs += 1
-                problems.append(loaded.problem(("steps", index, "with", *parse_path(field_path)),
-                                               f"'${{{text}}}' uses step '{ref.step}', which does not run before "
-                                               f"'{step.id}'", f"add '{ref.step}' to this step's `after:`"))
+    for index, field_path, text, used in references:
+        step = rb.steps[index]
+        if used not in ancestry.index or not ancestry.has(step.id, used):
+            bad_refs += 1
+            problems.append(loaded.problem(("steps", index, "with", *parse_path(field_path)),
+                                           f"'${{{text}}}' uses step '{used}', which does not run before "
+                                           f"'{step.id}'", f"add '{used}' to this step's `after:`"))
     checks.append(InvariantCheck("step outputs used only after they exist", bad_refs == 0, ""))
 
     health = {s.id for s in _by_capability(loaded, Capability.HEALTH_VERIFY)}

@@ -146,16 +146,37 @@ class ServeRunner:
         _stop(self.process, timeout)
 
 
-def api_call(api_url: str, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
-    """A JSON call to the Prefect REST API (used to check and trigger deployments without a client)."""
+#: Answers a busy Prefect server gives while it is still fine (SQLite "database is locked" -> 503).
+_BUSY = {429, 502, 503, 504}
+
+
+def api_call(api_url: str, method: str, path: str, body: Any = None, timeout: float = 10.0,
+             busy_for: float = 60.0) -> Any:
+    """A JSON call to the Prefect REST API (used to check and trigger deployments without a client).
+
+    A busy server (429/502/503/504 or a refused connection) is asked again with a growing pause for
+    up to ``busy_for`` seconds, like Prefect's own client does; any other HTTP error is raised at once.
+    """
     import json
 
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{api_url}{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        raw = response.read()
-    return json.loads(raw) if raw else None
+    give_up = time.monotonic() + busy_for
+    pause = 0.2
+    while True:
+        request = urllib.request.Request(f"{api_url}{path}", data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                raw = response.read()
+            return json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            if exc.code not in _BUSY or time.monotonic() + pause > give_up:
+                raise
+        except urllib.error.URLError as exc:
+            if not isinstance(exc.reason, ConnectionRefusedError) or time.monotonic() + pause > give_up:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
 
 
 __all__ = ["SERVER_SETTINGS", "PrefectServer", "ServeRunner", "api_call", "client_env", "free_port"]

@@ -54,7 +54,7 @@ from dr_engine.record import (
     StepError,
     StepRecord,
     StepStatus,
-    write_record,
+    atomic_write_text,
 )
 from dr_engine.recovery import INCIDENT_STARTED, RUN_STARTED
 from dr_engine.retry import RetryPolicy, call_with_retry
@@ -154,6 +154,10 @@ class Engine:
         # Steps an earlier segment of the run started (resume): their effect may already be done.
         self._started_before: frozenset[str] = frozenset()
         self._state_lock = threading.RLock()
+        # run.json group commit (see _write_record): events applied / covered by the last write.
+        self._write_lock = threading.Lock()
+        self._applied = 0
+        self._written = 0
         self._halt = threading.Event()
         self._failure: tuple[str, StepError] | None = None
         self._halting_kind = False
@@ -174,8 +178,27 @@ class Engine:
         event = self._audit.append(type, actor=actor or self.record.triggered_by, **data)
         with self._state_lock:
             apply_event(self.record, event)
-            write_record(self.run_dir, self.record, durable=type == ev.RUN_FINISHED)
+            self._applied += 1
+        self._write_record(durable=type == ev.RUN_FINISHED)
         return event
+
+    def _write_record(self, *, durable: bool) -> None:
+        """Bring ``run.json`` up to date with every event applied so far (group commit).
+
+        The record is serialised under the state lock (a consistent snapshot) but written
+        outside it, so steps applying events never wait for file I/O. Writers queue on
+        ``_write_lock``, which keeps snapshots landing in order; one whose events a later
+        snapshot already covered returns without writing. Either way ``run.json`` holds this
+        thread's event when ``emit`` returns.
+        """
+        assert self.record is not None and self.run_dir is not None
+        with self._write_lock:
+            with self._state_lock:
+                if self._written >= self._applied and not durable:
+                    return
+                version, text = self._applied, self.record.to_json()
+            atomic_write_text(self.run_dir / RUN_FILE, text, durable=durable)
+            self._written = version
 
     def _notify(self, name: str, *args: Any) -> None:
         for listener in self._listeners:

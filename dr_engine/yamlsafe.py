@@ -19,6 +19,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from dr_engine.errors import ConfigError, Problem
+from dr_engine.gcpause import gc_paused
 
 PathKey = tuple[str | int, ...]
 LineMap = dict[PathKey, int]
@@ -160,6 +161,12 @@ def read_yaml(path: Path, display: str | None = None) -> tuple[Any, LineMap]:
 
 def parse_yaml(text: str, file: str) -> tuple[Any, LineMap]:
     """Parse YAML text (see :func:`read_yaml`)."""
+    # The node tree and the data built from it are large and acyclic: see dr_engine.gcpause.
+    with gc_paused():
+        return _parse_yaml(text, file)
+
+
+def _parse_yaml(text: str, file: str) -> tuple[Any, LineMap]:
     try:
         root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:

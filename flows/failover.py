@@ -45,11 +45,32 @@ from dr_engine.summary import markdown_summary, step_rows
 from flows.approval import with_approval_gate
 
 
-@task(name="dr-step", retries=0, cache_policy=NO_CACHE, persist_result=False)
+# The run name is a template formatted from the parameters: one task object serves every step
+# (``with_options`` per submission rebuilt the task, source inspection included, in the flow thread).
+@task(name="dr-step", task_run_name="{step_id}", retries=0, cache_policy=NO_CACHE, persist_result=False)
 def step_task(step_id: str, call: Callable[[], None]) -> None:
     """Run one step through the engine (which records its outcome; it never raises for it)."""
     del step_id  # shown in the UI through the task run name and parameters
     call()
+
+
+class _TaskHandle:
+    """Waits for a ``dr-step`` task run without fetching its (always ``None``) result.
+
+    ``PrefectFuture.result()`` resolves the final state's result through Prefect's event loop
+    thread, a few milliseconds of flow-thread time per step; a completed step has nothing to
+    return, so only a crashed task run goes that way (to re-raise its exception).
+    """
+
+    def __init__(self, future: PrefectFuture[None]) -> None:
+        self._future = future
+
+    def result(self) -> object:
+        """Block until the task run ended; re-raise its exception when it crashed."""
+        self._future.wait()
+        if self._future.state.is_completed():
+            return None
+        return self._future.result()
 
 
 class PrefectExecutor:
@@ -59,7 +80,7 @@ class PrefectExecutor:
         """Submit to the flow's task runner (approvals run in the flow: Prefect pauses flows, not tasks)."""
         if step.capability is Capability.CONTROL_APPROVE:
             return InlineExecutor().submit(step, fn)
-        return step_task.with_options(task_run_name=step.id).submit(step.id, fn)
+        return _TaskHandle(step_task.submit(step.id, fn))
 
 
 @dataclass

@@ -165,3 +165,26 @@ def test_rto_stop_is_the_first_check_covering_every_critical_step(load: LoadRunb
     assert plan.rto_stop == "verify-after-shift"
     no_critical = step("a", "fake.emit") + health("h1", ["a"]) + health("h2", ["h1"])
     assert build_plan(load(no_critical)).rto_stop == "h1"
+
+
+def test_ancestors_are_the_transitive_after_closure_computed_on_use(load: LoadRunbook) -> None:
+    # Two chains and a diamond: the invariants only track health/critical steps, but the
+    # public `ancestors` must still list every transitive dependency.
+    steps = (step("a", "fake.emit") + step("b", "fake.emit", ["a"]) + step("c", "fake.emit", ["a"])
+             + step("d", "fake.emit", ["b", "c"]) + step("x", "fake.emit")
+             + health("h", ["d", "x"]))
+    plan = build_plan(load(steps))
+    assert "ancestors" not in vars(plan.get("h"))
+    assert plan.get("h").ancestors == {"a", "b", "c", "d", "x"}
+    assert plan.get("d").ancestors == {"a", "b", "c"}
+    assert plan.get("a").ancestors == frozenset()
+    assert "ancestors" in vars(plan.get("h"))
+
+
+def test_output_of_an_untracked_transitive_ancestor_is_accepted(load: LoadRunbook) -> None:
+    # `m` is neither referenced nor a checked capability: `b` reaches `a` through it.
+    chain = (step("a", "fake.emit") + step("m", "fake.emit", ["a"]) + step("n", "fake.emit", ["m"])
+             + step("b", "fake.emit", ["n"], value='"${steps.a.token}"') + health("h", ["b"]))
+    plan = build_plan(load(chain))
+    assert plan.checks[1].ok
+    assert plan.get("b").ancestors == {"a", "m", "n"}
