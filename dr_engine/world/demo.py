@@ -157,11 +157,10 @@ def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def _reports(run_dir: Path) -> list[Path]:
-    try:
-        from dr_engine.report.publish import write_run_reports
-    except ImportError:  # the report package is optional for the demo
-        return []
-    return write_run_reports(run_dir, ("md", "json"))
+    """The full compliance report of the demo run: HTML and PDF for people, Markdown and JSON."""
+    from dr_engine.report.publish import write_run_reports  # lazy: the renderers pull in matplotlib
+
+    return write_run_reports(run_dir, ("html", "pdf", "md", "json"))
 
 
 __all__ = ["LOCAL_PROVIDERS", "DemoOutcome", "DemoSettings", "Runner", "run_demo"]

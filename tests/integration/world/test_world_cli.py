@@ -86,7 +86,9 @@ def test_demo_with_async_replication_measures_the_data_lost(tmp_path: Path) -> N
     assert record["rows_lost"] > 0
     assert record["rpo_met"] is False
     assert f"Independent check: {record['rows_lost']} acknowledged transfer(s)" in done.stderr
-    assert (runs[0] / "report" / "report.md").is_file()
+    for name in ("report.md", "report.html", "report.pdf", "report.json"):
+        assert (runs[0] / "report" / name).stat().st_size > 0, name
+    assert (runs[0] / "report" / "report.pdf").read_bytes().startswith(b"%PDF")
     assert not root.exists()  # torn down
     steps = {s["id"]: s for s in record["steps"]}
     assert steps["apply-stack"]["status"] == "succeeded" and steps["scale-app"]["status"] == "succeeded"
