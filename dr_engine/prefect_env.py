@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-#: Quiet, fast settings for embedded runs (see the README, "Embedded Prefect (default) and a Prefect server", for why each one).
+#: Quiet, fast settings for embedded runs (the README section "Embedded Prefect (default) and a
+#: Prefect server" says why each one).
 EMBEDDED_SETTINGS: dict[str, str] = {
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
