@@ -113,17 +113,24 @@ class Rejoin(_PgAction):
                                     hint="use method: auto (fresh base backup) or rebuild the node by hand")
         if not ok:
             method = "basebackup"
-            aside = admin.move_aside(data_dir, f".before-rejoin-{ctx.run_id}")
-            facts["moved_aside"] = str(aside)
-            ctx.log.warning("pg_rewind failed (%s); re-cloning %s, old data kept in %s", detail[-120:],
-                            params.cluster, aside)
-            admin.base_backup(host, port, user, data_dir, timeout=ctx.deadline.remaining(), bin_dir=bin_dir)
-            for leftover in ("standby.signal",):
-                (data_dir / leftover).unlink(missing_ok=True)
+            self._reclone(params, ctx, host, port, user, facts, reason=f"pg_rewind failed ({detail[-120:]})")
         self._restore_config(data_dir, saved)
         admin.set_standby(data_dir, conninfo)  # standby.signal BEFORE start: never a second primary
         log_file = data_dir.parent / f"{data_dir.name}.rejoin.log"
-        admin.start(data_dir, log_file, timeout=ctx.deadline.remaining(60.0), bin_dir=bin_dir)
+        try:
+            admin.start(data_dir, log_file, timeout=ctx.deadline.remaining(60.0), bin_dir=bin_dir)
+        except ProviderError as exc:
+            if method != "rewind" or params.method != "auto":
+                raise
+            # A rewound node that cannot start (e.g. its WAL does not reach the new timeline's
+            # history) is a failed rewind: auto falls back to a fresh copy, as documented.
+            facts["rewound_node_did_not_start"] = exc.message[-300:]
+            admin.stop(data_dir, timeout=5.0, mode="immediate", bin_dir=bin_dir)
+            method = "basebackup"
+            self._reclone(params, ctx, host, port, user, facts, reason="the rewound node did not start")
+            self._restore_config(data_dir, saved)
+            admin.set_standby(data_dir, conninfo)
+            admin.start(data_dir, log_file, timeout=ctx.deadline.remaining(60.0), bin_dir=bin_dir)
         if self._role(params, ctx) != "standby":
             admin.stop(data_dir, timeout=5.0, mode="immediate", bin_dir=bin_dir)
             raise VerificationFailed(f"{params.cluster} came up as a primary after rejoin; stopped it",
@@ -132,6 +139,21 @@ class Rejoin(_PgAction):
         facts["method"] = method
         return StepResult(summary=f"rejoined as a standby of {pg.endpoint(params.primary_dsn)} ({method})",
                           facts=facts, outputs={"method": method})
+
+    @staticmethod
+    def _reclone(params: RejoinParams, ctx: StepContext, host: str, port: int, user: str,
+                 facts: dict[str, Any], *, reason: str) -> None:
+        """Move the old data aside (never deleted: it may hold unreplicated writes) and base-backup."""
+        from dr_engine.providers import postgres as pg
+        from dr_engine.providers import postgres_admin as admin
+
+        data_dir = Path(params.data_dir)
+        bin_dir = Path(params.bin_dir) if params.bin_dir else pg.DEFAULT_BIN
+        aside = admin.move_aside(data_dir, f".before-rejoin-{ctx.run_id}")
+        facts["moved_aside"] = str(aside)
+        ctx.log.warning("%s; re-cloning %s, old data kept in %s", reason, params.cluster, aside)
+        admin.base_backup(host, port, user, data_dir, timeout=ctx.deadline.remaining(), bin_dir=bin_dir)
+        (data_dir / "standby.signal").unlink(missing_ok=True)
 
     @staticmethod
     def _role(params: RejoinParams, ctx: StepContext) -> str:

@@ -209,7 +209,10 @@ def _plan(stack: _Stack, ctx: StepContext) -> PlanSummary:
     stack.var_file.chmod(0o600)
     files = [str(stack.var_file), *params.var_files]
     lock_wait = min(params.lock_timeout.total_seconds(), max(ctx.deadline.remaining() - 1, 0))
-    return stack.tf.plan(var_files=files, lock_timeout=lock_wait, out=stack.tf.tf_env.data_dir / "dr.tfplan")
+    # Pre-flight plans are read-only: they must not take the state lock (a parallel check_state
+    # would report the state as locked, and a real run would have to wait for the check).
+    return stack.tf.plan(var_files=files, lock_timeout=lock_wait, out=stack.tf.tf_env.data_dir / "dr.tfplan",
+                         lock=not ctx.extras.get("preflight"))
 
 
 def _failed_check(name: str, exc: DrError) -> PreflightCheck:

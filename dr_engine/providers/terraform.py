@@ -324,10 +324,14 @@ class Terraform:
         if self.run("workspace select", name, check=False, no_color=IsFlagged).returncode != 0:
             self.run("workspace new", name, no_color=IsFlagged)
 
-    def plan(self, *, var_files: list[str], lock_timeout: float, out: Path) -> PlanSummary:
-        """``terraform plan -detailed-exitcode -out`` then ``show -json``: counts and addresses."""
+    def plan(self, *, var_files: list[str], lock_timeout: float, out: Path, lock: bool = True) -> PlanSummary:
+        """``terraform plan -detailed-exitcode -out`` then ``show -json``: counts and addresses.
+
+        ``lock=False`` (``-lock=false``) is for read-only checks: a pre-flight must neither wait for a
+        run that holds the state lock nor make a concurrent check or run see the state as locked.
+        """
         result = self.run("plan", check=False, var_file=var_files, out=str(out), detailed_exitcode=IsFlagged,
-                          lock_timeout=f"{lock_timeout:.0f}s", input=False, no_color=IsFlagged)
+                          lock=lock, lock_timeout=f"{lock_timeout:.0f}s", input=False, no_color=IsFlagged)
         if result.returncode not in (0, 2):  # -detailed-exitcode: 0 = no changes, 2 = changes
             raise self._failure("plan", result)
         shown = self.run("show", str(out), json=IsFlagged, no_color=IsFlagged)

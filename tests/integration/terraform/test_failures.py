@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from tf_support import STACKS, context, region
+from tf_support import REPO, STACKS, context, region
 
 from dr_engine.actions.terraform import Apply, CheckState, CheckStateParams, StackParams
 from dr_engine.errors import PreconditionFailed, ProviderError, StepTimeout
@@ -23,6 +23,7 @@ from dr_engine.providers.terraform import (
     s3_backend_config,
 )
 from dr_engine.providers.terraform_backend import ensure_state_backend, read_lock
+from dr_engine.testing.step_context import step_context
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +93,14 @@ def test_a_lock_held_by_another_process_is_reported_then_broken_when_stale(moto_
 
         checks = CheckState().preflight(check, context(tmp_path, target))
         assert [c.ok for c in checks] == [False] and "locked" in checks[0].detail
+
+        # A pre-flight plan is read-only: it neither waits for nor takes the state lock, so it
+        # answers while a run holds the lock (and never makes a parallel check see a lock).
+        ctx = step_context(state_dir=tmp_path / "state", target=target, timeout=60,
+                           extras={"workdir": str(REPO), "preflight": True})
+        planned = Apply().preflight(apply, ctx)
+        assert [c.ok for c in planned] == [True, True], [(c.name, c.detail) for c in planned]
+        assert planned[1].detail.startswith("apply would do:")
     finally:
         # The holder dies without releasing its lock, like a runner lost with its region.
         os.killpg(holder.pid, signal.SIGKILL)
