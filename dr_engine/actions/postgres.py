@@ -283,10 +283,12 @@ class Fence(_PgAction):
         if pid_file is not None:
             pid = pg.postmaster_pid(pid_file)
             if pid is not None:
-                ctx.log.info("old primary %s is frozen, does not answer or did not stop: killing process "
-                             "group %d", where, pid)
-                pg.kill_process_group(pid)
-                steps.append(f"SIGKILL process group {pid}")
+                ctx.log.info("old primary %s is frozen, does not answer or did not stop: killing postmaster "
+                             "%d and its children", where, pid)
+                from dr_engine.providers.pg_processes import kill_server
+
+                killed = kill_server(pid, pid_file.parent)
+                steps.append(f"SIGKILL postmaster {pid} and {len(killed) - 1} children")
                 ctx.clock.sleep(0.05)
         if not steps:
             state = "still answers" if answers else "does not answer, but that does not prove it is down"
@@ -300,9 +302,16 @@ class Fence(_PgAction):
     @staticmethod
     def _verify(params: FenceParams, ctx: StepContext, pid_file: Path | None, where: str, steps: list[str]) -> None:
         from dr_engine.providers import postgres as pg
+        from dr_engine.providers.pg_processes import kill_server, server_pids
 
         while True:
-            alive = pid_file is not None and pg.postmaster_pid(pid_file) is not None
+            # Orphaned backends of a dead postmaster count (one mid-commit could still ack a write),
+            # and they are killed: nothing of the old primary may keep running.
+            postmaster = pg.postmaster_pid(pid_file) if pid_file is not None else None
+            orphans = server_pids(pid_file.parent) if pid_file is not None and postmaster is None else []
+            if orphans:
+                kill_server(None, pid_file.parent if pid_file is not None else None)
+            alive = postmaster is not None or bool(orphans)
             answers = pg.responsive(params.dsn, ctx.deadline.remaining(params.probe_timeout.total_seconds()))
             if not alive and not answers:
                 return

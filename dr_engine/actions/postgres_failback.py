@@ -93,6 +93,10 @@ class Rejoin(_PgAction):
             ctx.log.warning("%s runs as a %s: stopping it before it rejoins", params.cluster, role)
             admin.stop(data_dir, timeout=ctx.deadline.remaining(10.0), mode="fast", bin_dir=bin_dir)
             facts["stopped_running_node_as"] = role
+        stale = admin.clear_stale_locks(data_dir)  # left by a fenced (SIGKILLed) postmaster nobody reaped yet
+        if stale:
+            ctx.log.info("removed lock files of a server that no longer runs: %s", ", ".join(map(str, stale)))
+            facts["stale_locks_removed"] = [str(path) for path in stale]
         with pg.connect(params.primary_dsn, ctx.deadline, password=params.password) as conn:
             row = pg.fetch_one(conn, "SELECT pg_is_in_recovery(), current_setting('cluster_name')")
             if row is None or row[0]:
@@ -107,13 +111,13 @@ class Rejoin(_PgAction):
         if params.method in ("auto", "rewind"):
             ok, detail = admin.rewind(data_dir, conninfo.replace(f" application_name={own}", "") + " dbname=postgres",
                                       timeout=ctx.deadline.remaining(), bin_dir=bin_dir, password=params.password)
-            facts["pg_rewind"] = "ok" if ok else detail[-300:]
+            facts["pg_rewind"] = "ok" if ok else detail[:300]
             if not ok and params.method == "rewind":
-                raise ProviderError(f"pg_rewind of {params.cluster} failed: {detail[-300:]}",
+                raise ProviderError(f"pg_rewind of {params.cluster} failed: {detail[:300]}",
                                     hint="use method: auto (fresh base backup) or rebuild the node by hand")
         if not ok:
             method = "basebackup"
-            self._reclone(params, ctx, host, port, user, facts, reason=f"pg_rewind failed ({detail[-120:]})")
+            self._reclone(params, ctx, host, port, user, facts, reason=f"pg_rewind failed ({detail[:200]})")
         self._restore_config(data_dir, saved)
         admin.set_standby(data_dir, conninfo)  # standby.signal BEFORE start: never a second primary
         log_file = data_dir.parent / f"{data_dir.name}.rejoin.log"

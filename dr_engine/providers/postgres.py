@@ -15,7 +15,6 @@ import contextlib
 import math
 import os
 import re
-import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -160,14 +159,6 @@ def process_state(pid: int) -> str:
         return "gone"
     state = stat.rsplit(")", 1)[1].split()[0]
     return {"T": "stopped", "t": "stopped", "Z": "zombie", "X": "gone"}.get(state, "running")
-
-
-def kill_process_group(pid: int) -> None:
-    """SIGKILL the process group led by ``pid`` (pg_ctl makes the postmaster a group leader)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
 
 
 def _as_owner(path: Path) -> dict[str, Any]:

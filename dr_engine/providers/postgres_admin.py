@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from dr_engine.errors import ProviderError, StepTimeout
+from dr_engine.providers.pg_processes import clear_stale_locks, kill_server, signal_server
 from dr_engine.providers.postgres import DEFAULT_BIN, postmaster_pid, redact
 
 #: The OS user server binaries run as when dr-engine runs as root.
@@ -81,6 +82,17 @@ def _tail(done: subprocess.CompletedProcess[str]) -> str:
     return redact((done.stderr or done.stdout or "").strip()[-600:])
 
 
+def essence(text: str, limit: int = 400) -> str:
+    """The lines of a server or tool output that say what went wrong (FATAL, PANIC, error...).
+
+    The end of such output is usually "database system is shut down" or the command that
+    failed; the cause is earlier, and a message cut to its last characters loses it.
+    """
+    keys = ("FATAL", "PANIC", "ERROR", "error:", "fatal:", "could not", "HINT")
+    picked = [line.strip() for line in text.splitlines() if any(key in line for key in keys)]
+    return redact(" | ".join(picked)[:limit] if picked else text.strip()[-limit:])
+
+
 def base_backup(host: str, port: int, user: str, data_dir: Path, *, timeout: float,
                 bin_dir: Path = DEFAULT_BIN) -> None:
     """``pg_basebackup -R -X stream`` of ``host:port`` into a new ``data_dir`` (a standby of it)."""
@@ -113,7 +125,8 @@ def set_standby(data_dir: Path, primary_conninfo: str) -> None:
 
 
 def start(data_dir: Path, log_file: Path, *, timeout: float, bin_dir: Path = DEFAULT_BIN) -> None:
-    """``pg_ctl start -w`` bounded by ``timeout``."""
+    """``pg_ctl start -w`` bounded by ``timeout`` (after removing locks of a dead server)."""
+    clear_stale_locks(data_dir)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.touch()
     ids = _ids_for(data_dir)
@@ -123,9 +136,9 @@ def start(data_dir: Path, log_file: Path, *, timeout: float, bin_dir: Path = DEF
     done = run_tool("pg_ctl", ["-D", str(data_dir), "-l", str(log_file), "-w", "-t", str(wait), "start"],
                     timeout=timeout + 5, owner_of=data_dir, bin_dir=bin_dir)
     if done.returncode != 0:
-        tail = log_file.read_text(errors="replace").strip()[-600:] if log_file.exists() else ""
+        log = log_file.read_text(errors="replace")[-20000:] if log_file.exists() else ""
         raise ProviderError(f"PostgreSQL in {data_dir} did not start (exit {done.returncode}): "
-                            f"{_tail(done)} {redact(tail)}", hint=f"see {log_file}")
+                            f"{essence(log) if log.strip() else _tail(done)}", hint=f"see {log_file}")
 
 
 def stop(data_dir: Path, *, timeout: float, mode: str = "fast", bin_dir: Path = DEFAULT_BIN) -> bool:
@@ -133,8 +146,7 @@ def stop(data_dir: Path, *, timeout: float, mode: str = "fast", bin_dir: Path = 
     pid = postmaster_pid(data_dir / "postmaster.pid")
     if pid is None:
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGCONT)
+    signal_server(pid, data_dir, signal.SIGCONT)  # a frozen server cannot act on pg_ctl's signal
     with contextlib.suppress(StepTimeout):
         run_tool("pg_ctl", ["-D", str(data_dir), "-m", mode, "-w", "-t", str(max(1, int(timeout))), "stop"],
                  timeout=timeout + 2, owner_of=data_dir, bin_dir=bin_dir)
@@ -142,8 +154,7 @@ def stop(data_dir: Path, *, timeout: float, mode: str = "fast", bin_dir: Path = 
     while postmaster_pid(data_dir / "postmaster.pid") is not None and time.monotonic() < end:
         time.sleep(0.02)
     if postmaster_pid(data_dir / "postmaster.pid") is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+        kill_server(pid, data_dir)
         time.sleep(0.05)
     return True
 
@@ -156,10 +167,11 @@ def is_running(data_dir: Path) -> bool:
 def rewind(data_dir: Path, source_dsn: str, *, timeout: float, bin_dir: Path = DEFAULT_BIN,
            password: SecretStr | None = None) -> tuple[bool, str]:
     """``pg_rewind --target-pgdata DATA --source-server DSN``; returns (exit 0, output tail)."""
+    clear_stale_locks(data_dir)  # its single-user recovery run refuses a lock held by a zombie
     done = run_tool("pg_rewind", ["--target-pgdata", str(data_dir), "--source-server", source_dsn,
                                   "--no-sync", "--progress"], timeout=timeout, owner_of=data_dir, bin_dir=bin_dir,
                     password=password)
-    return done.returncode == 0, _tail(done)
+    return done.returncode == 0, essence((done.stdout or "") + "\n" + (done.stderr or ""))
 
 
 def remove_tree(path: Path) -> bool:
@@ -177,5 +189,5 @@ def move_aside(path: Path, suffix: str) -> Path:
     return target
 
 
-__all__ = ["PG_OS_USER", "append_settings", "base_backup", "is_running", "move_aside", "owned_dir", "remove_tree",
-           "rewind", "run_tool", "set_standby", "start", "stop"]
+__all__ = ["PG_OS_USER", "append_settings", "base_backup", "clear_stale_locks", "essence", "is_running", "move_aside",
+           "owned_dir", "remove_tree", "rewind", "run_tool", "set_standby", "start", "stop"]

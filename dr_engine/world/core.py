@@ -34,6 +34,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from dr_engine.errors import DrError
+from dr_engine.providers.pg_processes import signal_server
 from dr_engine.world import processes
 from dr_engine.world.postgres import NodeSpec, PgNode, PostgresPair, stop_node
 
@@ -478,7 +479,7 @@ def _pg_nodes(state: dict[str, Any]) -> list[PgNode]:
 
 
 def signal_region(root: Path, region: str, sig: signal.Signals) -> list[int]:
-    """Send ``sig`` to every recorded process of ``region`` (postmaster group, ledger app)."""
+    """Send ``sig`` to every process of ``region`` (its PostgreSQL server, its ledger app)."""
     state = read_state(root)
     if state is None:
         raise WorldError(f"no world in {root}", hint="start one with `dr world up`")
@@ -488,9 +489,10 @@ def signal_region(root: Path, region: str, sig: signal.Signals) -> list[int]:
                          hint=f"the world's regions are {cfg.get('source')} and {cfg.get('target')}")
     done: list[int] = []
     for node in _pg_nodes(state):
-        pid = node.pid()
-        if node.region == region and pid is not None and processes.send(pid, sig, group=True):
-            done.append(pid)
+        if node.region == region:
+            # The whole cluster (orphans of a dead postmaster too), not the postmaster's process
+            # group: each PostgreSQL child makes itself a group leader.
+            done += signal_server(node.pid(), node.data_dir, sig)
     app = (state.get("apps") or {}).get(region)
     if app and app.get("pid") and processes.is_ours(int(app["pid"]), app["marker"]):
         processes.send(int(app["pid"]), sig)

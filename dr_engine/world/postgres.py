@@ -269,7 +269,10 @@ class PostgresPair:
 
     def start_node(self, region: str, timeout: float = 60.0) -> None:
         """Start ``region``'s server with pg_ctl and wait until it accepts connections."""
+        from dr_engine.providers.pg_processes import clear_stale_locks
+
         node = self.nodes[region]
+        clear_stale_locks(node.data_dir)  # a killed postmaster may linger as an unreaped zombie
         run_server_tool([self._tool("pg_ctl"), "-D", str(node.data_dir), "-l", str(node.log_file),
                          "-w", "-t", str(int(timeout)), "start"], cwd=self.root, timeout=timeout + 5)
 
@@ -338,15 +341,18 @@ class PostgresPair:
         raise PostgresWorldError("the standby's WAL receiver did not stop")
 
     def signal_node(self, region: str, sig: signal.Signals) -> bool:
-        """Send ``sig`` to ``region``'s whole postmaster process group; False when not running."""
-        pid = self.nodes[region].pid()
+        """Send ``sig`` to every process of ``region``'s server; False when it does not run.
+
+        Each PostgreSQL child leads its own process group, so the postmaster's group alone
+        would leave the walsender, walreceiver and backends running through a "frozen host".
+        """
+        from dr_engine.providers.pg_processes import signal_server
+
+        node = self.nodes[region]
+        pid = node.pid()
         if pid is None:
             return False
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return False
-        return True
+        return bool(signal_server(pid, node.data_dir, sig))
 
     def pids(self, region: str) -> list[int]:
         """The postmaster PID of ``region`` (as a list, empty when not running)."""

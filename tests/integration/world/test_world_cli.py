@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -13,6 +14,8 @@ import pytest
 
 from dr_engine.loader import load_runbook
 from dr_engine.plan import build_plan
+from dr_engine.providers.pg_processes import server_pids
+from dr_engine.providers.postgres import process_state
 from dr_engine.world.core import DEFAULT_ROOT, WorldConfig, region_yaml
 
 REPO = Path(__file__).resolve().parents[3]
@@ -57,9 +60,13 @@ def test_world_up_status_fail_restore_down_across_invocations(tmp_path: Path) ->
         assert all(p["alive"] for p in parts.values())
         assert {"postgres us-east-1", "postgres us-west-2", "ledger app us-east-1", "dns"} <= set(parts)
         failed = _dr("world", "fail", "us-east-1", "--root", str(root))
-        assert failed.returncode == 0 and "frozen (2 processes)" in failed.stdout
         pid = parts["postgres us-east-1"]["pid"]
-        assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+        data_dir = Path(f"/proc/{pid}/cwd").readlink()
+        server = server_pids(data_dir)  # the postmaster and every child: the whole host freezes
+        frozen = re.search(r"frozen \((\d+) processes\)", failed.stdout)
+        assert failed.returncode == 0 and frozen, failed.stdout
+        assert int(frozen.group(1)) >= len(server) + 1 and len(server) >= 4  # + the ledger app
+        assert {process_state(p) for p in server} == {"stopped"}
         assert _dr("world", "restore", "us-east-1", "--root", str(root)).returncode == 0
         again = _dr("world", "up", "--auto-ports", "--root", str(root))
         assert again.returncode == 1 and "already running" in again.stderr
