@@ -32,6 +32,7 @@ import contextlib
 import ipaddress
 import logging
 import re
+import shutil
 import signal
 import tempfile
 import threading
@@ -341,9 +342,30 @@ class DrillSession:
             results: list[dict[str, Any]] = []
             for res in self.pending_cleanup():
                 results.append(self._clean_one(res))
-            self._emit(DRILL_CLEANUP, cleaned=[r["id"] for r in results if r["ok"]],
-                       failed=[r["id"] for r in results if not r["ok"]])
+            failed = [r["id"] for r in results if not r["ok"]]
+            tidy = self._tidy_work_dir() if not failed and not self.pending_cleanup() else {}
+            self._emit(DRILL_CLEANUP, cleaned=[r["id"] for r in results if r["ok"]], failed=failed, **tidy)
             return results
+
+    def _tidy_work_dir(self) -> dict[str, Any]:
+        """Once every copy is gone: keep the copies' logs with the run, remove the work folder.
+
+        Only after a complete cleanup: a copy that could not be removed keeps its files where
+        they are, for whoever cleans it up by hand.
+        """
+        base = self.work_root / self.run_id
+        if not base.is_dir():
+            return {}
+        kept: list[str] = []
+        logs = self.run_dir / "drill-logs"
+        for path in sorted(base.rglob("*.log")):
+            if path.is_file() and path.stat().st_size > 0:
+                logs.mkdir(exist_ok=True)
+                target = logs / "-".join(path.relative_to(base).parts)
+                shutil.copyfile(path, target)
+                kept.append(str(target.relative_to(self.run_dir)))
+        shutil.rmtree(base, ignore_errors=True)
+        return {"work_dir": str(base), "work_dir_removed": not base.exists(), "logs_kept": kept}
 
     def _clean_one(self, res: DrillResource) -> dict[str, Any]:
         load_drill_modules()

@@ -43,8 +43,10 @@ def apply_operations_event(record: RunRecord, event: dict[str, Any], at: str) ->
             drill["cleaned"].append({"id": data.get("id"), "kind": data.get("kind"), "ok": bool(data.get("ok")),
                                      "detail": data.get("detail", ""), "at": at})
         elif kind == "drill.cleanup":
-            drill["cleanup"] = {"cleaned": list(data.get("cleaned") or []), "failed": list(data.get("failed") or []),
-                                "at": at}
+            cleanup: dict[str, Any] = {"cleaned": list(data.get("cleaned") or []),
+                                       "failed": list(data.get("failed") or []), "at": at}
+            cleanup.update({k: data[k] for k in ("work_dir", "work_dir_removed", "logs_kept") if k in data})
+            drill["cleanup"] = cleanup
     elif kind.startswith("operator."):
         actions = _extra(record, "operator_actions", [])
         actions.append({"action": kind.split(".", 1)[1], "by": event.get("actor"), "at": at,

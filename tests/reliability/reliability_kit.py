@@ -37,6 +37,10 @@ from dr_engine.statedir import StateDir
 Outcome = Literal["recovered", "halted"]
 REPO = Path(__file__).resolve().parents[2]
 
+#: What an error naming a connection fault, or a timeout, says (matched case-insensitively).
+CONNECT = r"refused|connect|unreachable|not answer|no answer|down|closed|timed? ?out|deadline"
+TIMEOUT = r"deadline|timed? ?out|within|timeout|not answer|no answer"
+
 
 @dataclass(frozen=True)
 class Expect:

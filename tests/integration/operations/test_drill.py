@@ -69,6 +69,10 @@ def _assert_no_leftovers(world: World, record: RunRecord, state: Path) -> None:
     removed = {c["id"] for c in drill["cleaned"] if c["ok"]}
     assert created and created == removed, drill
     assert drill["cleanup"]["failed"] == []
+    # The copies' work folder goes too; their logs stay with the run as evidence.
+    assert drill["cleanup"]["work_dir_removed"] is True and not Path(drill["cleanup"]["work_dir"]).exists()
+    run_dir = StateDir(state).audit_file(record.run_id).parent
+    assert all((run_dir / kept).is_file() for kept in drill["cleanup"]["logs_kept"])
     audit = StateDir(state).audit_file(record.run_id)
     assert verify(audit).ok
     types = [e["type"] for e in read_events(audit)]
