@@ -11,11 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +18,8 @@ import pytest
 import reliability_kit as kit
 from reliability_kit import quiet_env
 
-from dr_engine.testing.loopback import free_port
+from dr_engine.prefect_server import PrefectServer
+from dr_engine.testing.prefect_home import migrate_home
 
 FULL = "reliability_full"
 
@@ -77,23 +73,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
 
 # ---------------------------------------------------------------------------------- Prefect
 
-MIGRATE = """
-from prefect import flow
-@flow(persist_result=False)
-def warm_up() -> int:
-    return 1
-assert warm_up() == 1
-"""
-
-
 @pytest.fixture(scope="session")
 def migrated_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PREFECT_HOME whose database is migrated (so copies of it start fast)."""
     home = tmp_path_factory.mktemp("rel-prefect-home")
-    done = subprocess.run([sys.executable, "-c", MIGRATE], env=quiet_env(home), capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return home
+    return migrate_home(home, quiet_env(home))
 
 
 @pytest.fixture(scope="session")
@@ -101,31 +85,8 @@ def prefect_server(migrated_home: Path, tmp_path_factory: pytest.TempPathFactory
     """A `prefect server` of our own on a free port (its API URL); stopped by its process group."""
     home = tmp_path_factory.mktemp("rel-prefect-server")
     shutil.copytree(migrated_home, home, dirs_exist_ok=True)
-    port = free_port("127.0.0.1")
-    log = (home / "server.log").open("wb")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=quiet_env(home), stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api"
+    server = PrefectServer(home)
     try:
-        end = time.monotonic() + 180  # hang guard only
-        while True:
-            assert proc.poll() is None, (home / "server.log").read_text()[-2000:]
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < end, "prefect server did not become healthy"
-            time.sleep(0.2)
-        yield url
+        yield server.start()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(30)
-        log.close()
+        server.stop(30)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,25 +17,14 @@ import pytest
 from prefect_kit import quiet_env
 
 from dr_engine.prefect_env import EMBEDDED_SETTINGS
-
-MIGRATE = """
-from prefect import flow
-@flow(persist_result=False)
-def warm_up() -> int:
-    return 1
-assert warm_up() == 1
-"""
+from dr_engine.testing.prefect_home import migrate_home
 
 
 @pytest.fixture(scope="session")
 def migrated_prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PREFECT_HOME whose database is already migrated (cold start happens once)."""
     home = tmp_path_factory.mktemp("prefect-home")
-    done = subprocess.run([sys.executable, "-c", MIGRATE], env=quiet_env(home), capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert (home / "prefect.db").is_file()
-    return home
+    return migrate_home(home, quiet_env(home))
 
 
 @pytest.fixture
