@@ -91,6 +91,9 @@ CopyHook = Callable[["DrillSession", str, dict[str, Any], StepContext], None]
 DRILL_MODULES: tuple[str, ...] = (
     "dr_engine.actions.postgres_drill",
     "dr_engine.actions.dns_drill",
+    "dr_engine.actions.terraform_drill",
+    "dr_engine.actions.cloudformation_drill",
+    "dr_engine.actions.autoscaling_drill",
     "dr_engine.world.drill_clone",
 )
 
@@ -248,6 +251,25 @@ class DrillSession:
             part.mkdir(exist_ok=True)
             part.chmod(0o755)
         return base / name
+
+    def cleanup_context(self, step_id: str, timeout: float) -> StepContext:
+        """A drill step context for a cleaner that needs an action's own provider code.
+
+        It has the run's regions, id and state directory, a fresh deadline of ``timeout``
+        seconds, and resolves region secrets at cleanup time (they are never recorded).
+        """
+        from dr_engine.bindings import read_secret
+        from dr_engine.clock import Deadline, SystemClock
+        from dr_engine.loader import runbook_location
+        from dr_engine.model import RunMode
+
+        clock = SystemClock()
+        loaded = self.plan.loaded
+        return StepContext(
+            run_id=self.run_id, step_id=step_id, mode=RunMode.DRILL, source=loaded.source, target=loaded.target,
+            objectives=loaded.runbook.objectives, deadline=Deadline(clock, timeout), clock=clock,
+            log=logging.getLogger(f"dr_engine.drill.cleanup.{step_id}"), state_dir=self.run_dir.parent.parent,
+            secret_resolver=read_secret, extras={**runbook_location(loaded.path), "run_dir": self.run_dir})
 
     def active(self, resource_id: str) -> DrillResource | None:
         """The resource ``resource_id`` when it was created and not cleaned yet."""

@@ -129,11 +129,15 @@ def remove_clone(spec: dict[str, Any], session: DrillSession, timeout: float) ->
     """Stop the clone (immediate: its data is disposable) and delete its files."""
     from dr_engine.providers import postgres_admin as admin
 
-    del session
     data_dir = Path(spec["data_dir"])
     stopped = admin.stop(data_dir, timeout=min(timeout, 10.0), mode="immediate")
     if admin.is_running(data_dir):
         raise RuntimeError(f"the clone in {data_dir} still runs")
+    log = Path(spec["log_file"])
+    if log.is_file() and log.stat().st_size:  # the clone's server log is evidence of the drill: keep it
+        kept = session.run_dir / "drill-logs"
+        kept.mkdir(exist_ok=True)
+        shutil.copyfile(log, kept / f"{Path(spec['root']).name}-{log.name}")
     admin.remove_tree(Path(spec["root"]))
     if Path(spec["root"]).exists():
         raise RuntimeError(f"could not remove {spec['root']}")

@@ -12,7 +12,8 @@ ignore: ``dr_region`` (target region name), ``dr_aws_region``, ``dr_run_id``, ``
 region secret name) go through the environment only and are masked in the step log.
 
 In a drill, the state goes to the workspace ``drill_workspace`` (default ``dr-drill``) so a
-drill never touches the target region's real state.
+drill never touches the target region's real state; drill cleanup destroys what the drill
+applied there and deletes the workspace (:mod:`dr_engine.actions.terraform_drill`).
 """
 
 from __future__ import annotations
@@ -203,12 +204,43 @@ def _init(stack: _Stack) -> None:
         stack.tf.select_workspace(stack.workspace)
 
 
+def _var_files(stack: _Stack) -> list[str]:
+    stack.var_file.write_text(json.dumps(stack.params.vars), encoding="utf-8")
+    stack.var_file.chmod(0o600)
+    return [str(stack.var_file), *stack.params.var_files]
+
+
+def _lock_wait(params: StackParams, ctx: StepContext) -> float:
+    return min(params.lock_timeout.total_seconds(), max(ctx.deadline.remaining() - 1, 0))
+
+
+def resolve_stack_dir(params: StackParams, ctx: StepContext) -> Path:
+    """The stack directory ``params.stack`` names (PreconditionFailed when there is none)."""
+    return _stack_dir(params, ctx)
+
+
+def destroy_drill_workspace(params: StackParams, ctx: StepContext) -> str:
+    """Destroy everything in the drill workspace of ``params``'s stack, then delete the workspace.
+
+    ``ctx`` must be a drill context (its terraform commands select ``drill_workspace``). Used by
+    drill cleanup only; never on a real workspace.
+    """
+    if not ctx.drill:
+        raise PreconditionFailed(f"refusing to destroy {params.stack} outside a drill",
+                                 hint="only drill cleanup destroys, and only the drill workspace")
+    stack = _open(params, ctx)
+    built = stack.tf.has_resources()
+    if built:  # a workspace only checked or planned holds nothing (and its variables may be incomplete)
+        stack.tf.destroy(var_files=_var_files(stack), lock_timeout=_lock_wait(params, ctx))
+    deleted = stack.tf.delete_workspace(params.drill_workspace, then_select=params.workspace or "default")
+    return (f"{'destroyed' if built else 'nothing to destroy in'} stack {Path(params.stack).name} at {stack.where}"
+            + ("; workspace deleted" if deleted else ""))
+
+
 def _plan(stack: _Stack, ctx: StepContext) -> PlanSummary:
     params = stack.params
-    stack.var_file.write_text(json.dumps(params.vars), encoding="utf-8")
-    stack.var_file.chmod(0o600)
-    files = [str(stack.var_file), *params.var_files]
-    lock_wait = min(params.lock_timeout.total_seconds(), max(ctx.deadline.remaining() - 1, 0))
+    files = _var_files(stack)
+    lock_wait = _lock_wait(params, ctx)
     # Pre-flight plans are read-only: they must not take the state lock (a parallel check_state
     # would report the state as locked, and a real run would have to wait for the check).
     return stack.tf.plan(var_files=files, lock_timeout=lock_wait, out=stack.tf.tf_env.data_dir / "dr.tfplan",
@@ -308,8 +340,7 @@ class Apply(Action[StackParams]):
         summary = _plan(stack, ctx)
         if summary.changes:
             ctx.log.info("applying %s in %s: %s", params.stack, stack.where, summary.describe())
-            lock_wait = min(params.lock_timeout.total_seconds(), max(ctx.deadline.remaining() - 1, 0))
-            stack.tf.apply_plan(stack.tf.tf_env.data_dir / "dr.tfplan", lock_timeout=lock_wait)
+            stack.tf.apply_plan(stack.tf.tf_env.data_dir / "dr.tfplan", lock_timeout=_lock_wait(params, ctx))
         else:
             ctx.log.info("stack %s already matches its code in %s: nothing to apply", params.stack, stack.where)
         raw = stack.tf.outputs()

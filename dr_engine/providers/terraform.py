@@ -347,6 +347,32 @@ class Terraform:
         data = json.loads(result.stdout or "{}")
         return data if isinstance(data, dict) else {}
 
+    def has_resources(self) -> bool:
+        """True when the selected workspace's state lists resources (``terraform state list``).
+
+        A workspace with no state, or a state that cannot be listed, counts as empty: deleting
+        it is still refused by terraform if it is not.
+        """
+        listed = self.run("state list", check=False, no_color=IsFlagged)
+        return listed.returncode == 0 and bool(listed.stdout.strip())
+
+    def destroy(self, *, var_files: list[str], lock_timeout: float) -> None:
+        """``terraform destroy -auto-approve`` of the selected workspace (drill cleanup only)."""
+        self.run("destroy", var_file=var_files, auto_approve=IsFlagged, lock_timeout=f"{lock_timeout:.0f}s",
+                 input=False, no_color=IsFlagged)
+
+    def delete_workspace(self, name: str, *, then_select: str = "default") -> bool:
+        """Select ``then_select`` and delete workspace ``name`` (refused by terraform unless empty).
+
+        Returns False when there was no such workspace.
+        """
+        self.run("workspace select", then_select, no_color=IsFlagged)
+        listed = self.run("workspace list", no_color=IsFlagged).stdout
+        if name not in {line.strip(" *") for line in listed.splitlines()}:
+            return False
+        self.run("workspace delete", name, no_color=IsFlagged)
+        return True
+
     def force_unlock(self, lock_id: str) -> None:
         """Break a lock whose holder is gone (``terraform force-unlock -force ID``)."""
         self.run("force-unlock", lock_id, force=IsFlagged, no_color=IsFlagged)

@@ -60,6 +60,10 @@ class CloudFormation(AwsApi):
                          Tags=_tags(tags))
         return done is not None
 
+    def delete(self, stack: str) -> None:
+        """DeleteStack (asynchronous: poll :meth:`describe` until it returns None)."""
+        self.call("delete_stack", f"stack {stack}", StackName=stack)
+
     def failure_reasons(self, stack: str, limit: int = 5) -> list[str]:
         """The most recent failed resource events, newest first (for error messages)."""
         found = self.call("describe_stack_events", f"stack {stack}", absent_if=_missing_stack, StackName=stack)

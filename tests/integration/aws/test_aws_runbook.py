@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from dr_engine.cli import build_app
 from dr_engine.loader import load_runbook
+from dr_engine.model import RunMode
 from dr_engine.plan import build_plan
 from dr_engine.preflight import failed, run_preflight
 from dr_engine.run import RunOptions, start_run
@@ -111,8 +112,48 @@ def test_dr_failover_runs_the_aws_runbook_in_a_real_prefect_flow(repo: Path, mot
     assert primary[0]["ResourceRecords"] == [{"Value": "127.0.2.1"}]
 
 
-def seed_client(moto: MotoServer, service: str) -> Any:
+def test_drill_applies_a_copy_of_the_stack_and_leaves_aws_as_it_found_it(repo: Path, moto: MotoServer) -> None:
+    seed_aws_world(moto.endpoint_url)
+    cfn = seed_client(moto, "cloudformation", "us-west-2")
+    asg = seed_client(moto, "autoscaling", "us-west-2")
+
+    def size() -> tuple[int, int, int]:
+        group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["ledger-app-usw2"])["AutoScalingGroups"][0]
+        return int(group["MinSize"]), int(group["DesiredCapacity"]), int(group["MaxSize"])
+
+    def live_stacks() -> set[str]:
+        return {st["StackName"] for st in cfn.describe_stacks()["Stacks"] if st["StackStatus"] != "DELETE_COMPLETE"}
+
+    pilot_light = size()
+    plan = build_plan(load_runbook(repo / "runbooks" / "core-banking-aws.yaml"))
+    record = start_run(plan, RunOptions(mode=RunMode.DRILL, state_dir=repo / ".dr", triggered_by="test",
+                                        reason="quarterly drill"))
+
+    steps = {st.id: st for st in record.steps}
+    assert record.status.value == "succeeded", {k: (v.status, v.error) for k, v in steps.items()}
+    assert steps["apply-stack"].facts["stack"] == "ledger-app-drill"  # a copy, under its own name
+    assert steps["apply-stack"].outputs["AppAddress"] == "127.0.2.1"
+    assert steps["scale-app"].outputs["in_service"] == "2"  # the pilot light really warmed up...
+    assert steps["shift-dns"].status.value == "skipped"
+    drill = (record.model_extra or {})["drill"]
+    assert {"cloudformation-stack", "autoscaling-size"} <= {r["kind"] for r in drill["resources"]}
+    assert all(c["ok"] for c in drill["cleaned"]) and drill["cleanup"]["failed"] == []
+    assert size() == pilot_light  # ...and went back to pilot light
+    assert live_stacks() == set()  # the copy is deleted; the real stack was never created
+    primary = _primary_record(moto)
+    assert primary["ResourceRecords"] == [{"Value": "127.0.1.1"}]  # traffic never moved
+
+
+def _primary_record(moto: MotoServer) -> dict[str, Any]:
+    r53 = seed_client(moto, "route53")
+    zone = r53.list_hosted_zones_by_name(DNSName="bank.example.")["HostedZones"][0]["Id"]
+    found: dict[str, Any] = next(r for r in r53.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+                                 if r.get("Failover") == "PRIMARY")
+    return found
+
+
+def seed_client(moto: MotoServer, service: str, region: str = "us-east-1") -> Any:
     """A raw client to inspect the moto server's state."""
     from dr_engine.providers.aws.session import AwsTarget, client
 
-    return client(AwsTarget("us-east-1", moto.endpoint_url), service)
+    return client(AwsTarget(region, moto.endpoint_url), service)

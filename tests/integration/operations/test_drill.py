@@ -68,11 +68,15 @@ def _assert_no_leftovers(world: World, record: RunRecord, state: Path) -> None:
     created = {r["id"] for r in drill["resources"]}
     removed = {c["id"] for c in drill["cleaned"] if c["ok"]}
     assert created and created == removed, drill
+    # The stack was applied in the drill workspace, and that workspace was destroyed and deleted.
+    assert "terraform-workspace" in {r["kind"] for r in drill["resources"]}
+    assert _drill_state_objects(world) == []
     assert drill["cleanup"]["failed"] == []
     # The copies' work folder goes too; their logs stay with the run as evidence.
     assert drill["cleanup"]["work_dir_removed"] is True and not Path(drill["cleanup"]["work_dir"]).exists()
     run_dir = StateDir(state).audit_file(record.run_id).parent
     assert all((run_dir / kept).is_file() for kept in drill["cleanup"]["logs_kept"])
+    assert [p.name for p in (run_dir / "drill-logs").glob("ledger-clone-server.log")]  # the clone's server log
     audit = StateDir(state).audit_file(record.run_id)
     assert verify(audit).ok
     types = [e["type"] for e in read_events(audit)]
@@ -81,6 +85,26 @@ def _assert_no_leftovers(world: World, record: RunRecord, state: Path) -> None:
     leftovers = list(Path("/proc").glob("[0-9]*/cmdline"))
     running = [p for p in leftovers if f"{drill_addr}:{world.config.app_port}" in _read(p)]
     assert running == []
+
+
+def _aws(world: World, service: str) -> Any:
+    import boto3
+
+    return boto3.client(service, region_name=world.config.target, endpoint_url=world.endpoints().moto_endpoint_url,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def _drill_state_objects(world: World) -> list[str]:
+    """Terraform state objects of drill workspaces in the target region's state bucket."""
+    listed = _aws(world, "s3").list_objects_v2(Bucket=f"dr-tfstate-{world.config.target}", Prefix="env:/")
+    return [str(item["Key"]) for item in listed.get("Contents", [])]
+
+
+def _group_size(world: World) -> tuple[int, int]:
+    """(min, desired) of the recovery region's pilot-light Auto Scaling group."""
+    found = _aws(world, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=["ledger-app-usw2"])
+    group = found["AutoScalingGroups"][0]
+    return int(group["MinSize"]), int(group["DesiredCapacity"])
 
 
 def _read(path: Path) -> str:
@@ -116,6 +140,11 @@ def test_drill_promotes_a_clone_measures_and_leaves_production_untouched(make_wo
     assert after["primary_in_recovery"] is False and after["standby_in_recovery"] is True
     assert after["streaming"] == ["streaming"]
     _assert_no_leftovers(world, record, tmp_path / "state")
+    # The pilot light was warmed for real, then put back to its size.
+    assert record.step("scale-app").status is StepStatus.SUCCEEDED
+    assert record.step("scale-app").outputs["in_service"] == "2"
+    assert "autoscaling-size" in {r["kind"] for r in (record.model_extra or {})["drill"]["resources"]}
+    assert _group_size(world) == (0, 0)
     # Production kept serving writes during the drill.
     assert len(load.acked_seqs()) > 20
 

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 from tf_support import REPO, context, region, s3
 
-from dr_engine.actions.terraform import Apply, CheckState, CheckStateParams, Plan, PlanParams, StackParams
+from dr_engine.actions.terraform import (
+    Apply,
+    CheckState,
+    CheckStateParams,
+    Plan,
+    PlanParams,
+    StackParams,
+    destroy_drill_workspace,
+)
 from dr_engine.errors import PreconditionFailed
 from dr_engine.providers.terraform_backend import ensure_state_backend
 from dr_engine.substitution import Reference, substitute
@@ -205,3 +213,25 @@ def test_a_drill_applies_into_its_own_workspace_not_the_real_state(moto_endpoint
     assert result.changed is True and "workspace dr-drill" in result.facts["state"]
     keys = [o["Key"] for o in s3(moto_endpoint, "us-west-2").list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert f"env:/dr-drill/{key}" in keys and key not in keys
+    # Drill cleanup: destroy what the drill built, delete the workspace; the real state stays absent.
+    summary = destroy_drill_workspace(StackParams(stack="stacks/ledger", vars={"app_address": "127.0.2.9"}), ctx)
+    assert summary.startswith("destroyed") and "workspace deleted" in summary
+    keys = [o["Key"] for o in s3(moto_endpoint, "us-west-2").list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert not [k for k in keys if k.startswith("env:/dr-drill/")] and key not in keys
+
+
+def test_drill_cleanup_of_a_workspace_only_checked_destroys_nothing(moto_endpoint: str, tmp_path: Path) -> None:
+    import dataclasses
+
+    from dr_engine.model import RunMode
+
+    target = region(moto_endpoint)
+    bucket = f"dr-tfstate-{target.name}"
+    _ready(moto_endpoint, "us-west-2", bucket)
+    ctx = dataclasses.replace(context(tmp_path, target), mode=RunMode.DRILL)
+    CheckState().run(CheckStateParams(stack="stacks/ledger"), ctx)  # selects (creates) the drill workspace
+    # No variables: a destroy would fail on the stack's required app_address; nothing was built.
+    summary = destroy_drill_workspace(StackParams(stack="stacks/ledger"), ctx)
+    assert summary.startswith("nothing to destroy") and "workspace deleted" in summary
+    with pytest.raises(PreconditionFailed, match="outside a drill"):
+        destroy_drill_workspace(StackParams(stack="stacks/ledger"), context(tmp_path, target))
