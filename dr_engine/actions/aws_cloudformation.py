@@ -133,6 +133,8 @@ class Apply(AwsAction[ApplyParams]):
     permissions = ("cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents",
                    "cloudformation:CreateStack", "cloudformation:UpdateStack", "cloudformation:ValidateTemplate")
     # Create/update only: never DeleteStack (a stack in ROLLBACK_COMPLETE is left to a person).
+    # Drills delete their own copies, and only those (named <stack>-drill).
+    drill_permissions = (("cloudformation:DeleteStack", "arn:aws:cloudformation:*:*:stack/*-drill/*"),)
     example = (
         "id: apply-stack\naction: cloudformation.apply\n"
         "with:\n  stack: ledger-app\n  template: stacks/cloudformation/ledger.yaml\n"

@@ -143,6 +143,9 @@ class Action(ABC, Generic[P]):
     example: ClassVar[str]
     safety_critical: ClassVar[bool] = False
     drill_default: ClassVar[DrillBehaviour] = DrillBehaviour.RUN
+    #: Extra IAM actions a drill needs to clean up this action's drill copy, each with the only
+    #: resources (ARN pattern) it may act on; granted by ``dr iam-policy --drill`` alone.
+    drill_permissions: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     @abstractmethod
     def run(self, params: P, ctx: StepContext) -> StepResult:

@@ -14,10 +14,11 @@ from dr_engine.runbooks import resolve_runbook
 def iam_policy_cmd(
     runbook: str = typer.Argument(..., help="Runbook name (runbooks/NAME.yaml) or path."),
     explain: bool = typer.Option(False, "--explain", help="Also list, on stderr, which steps need each action."),
+    drill: bool = typer.Option(False, "--drill", help="Add what drill cleanup needs, scoped to drill copies."),
 ) -> None:
     """Print the least-privilege IAM policy JSON for the runbook's AWS steps."""
     loaded = load_runbook(resolve_runbook(runbook))
-    document = policy_document(loaded)
+    document = policy_document(loaded, drill=drill)
     if not document["Statement"]:
         err().print(f"runbook {loaded.runbook.runbook} has no AWS steps: the policy is empty", markup=False)
     if explain:

@@ -69,6 +69,19 @@ def test_iam_policy_for_the_shipped_runbook_is_a_valid_document() -> None:
     assert not any(a.endswith(":*") or a.startswith("iam:") for a in granted)
 
 
+def test_drill_policy_adds_only_the_cleanup_of_drill_copies() -> None:
+    runbook = str(REPO / "runbooks" / "core-banking-aws.yaml")
+    plain = json.loads(CliRunner().invoke(build_app(), ["iam-policy", runbook]).stdout)
+    result = CliRunner().invoke(build_app(), ["iam-policy", "--drill", runbook])
+    assert result.exit_code == 0, result.output
+    drill = json.loads(result.stdout)
+    extra = [s for s in drill["Statement"] if s not in plain["Statement"]]
+    assert drill["Statement"][: len(plain["Statement"])] == plain["Statement"]
+    assert extra == [{"Sid": "DrEngineDrillCleanup1", "Effect": "Allow", "Action": ["cloudformation:DeleteStack"],
+                      "Resource": "arn:aws:cloudformation:*:*:stack/*-drill/*"}]
+    assert not any("DeleteStack" in s["Action"] for s in plain["Statement"])  # failovers never delete stacks
+
+
 def test_iam_policy_of_a_provider_free_runbook_is_empty() -> None:
     result = CliRunner().invoke(build_app(), ["iam-policy", str(REPO / "runbooks" / "sample-noop.yaml")])
     assert result.exit_code == 0
