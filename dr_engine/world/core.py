@@ -12,8 +12,8 @@ It also writes ``world.json`` so that ``dr world up``, ``status`` and ``down`` w
 CLI invocations: processes outlive ``dr world up`` (own sessions) and are stopped by their
 recorded PIDs (checked against their command lines), never by name.
 
-Region outage: :meth:`World.fail_region` freezes the region's processes (SIGSTOP of the
-postmaster's process group and of the ledger app): connections hang, exactly like a host
+Region outage: :meth:`World.fail_region` freezes the region's processes (SIGSTOP of every
+process of its PostgreSQL server and of the ledger app): connections hang, exactly like a host
 that stopped answering. :meth:`World.restore_region` continues them.
 """
 

@@ -14,9 +14,9 @@ Why things are the way they are (see the platform notes):
   standby), and the standby's own ``port``/``listen_addresses`` are appended to its
   ``postgresql.auto.conf`` (it would inherit the primary's otherwise).
 - ``wal_log_hints`` and ``wal_keep_size`` are on so that a later failback can ``pg_rewind``.
-- Processes are started with ``pg_ctl`` (the postmaster becomes a session leader, so its
-  process group is the region's whole database) and are stopped by the PID in
-  ``postmaster.pid``, never by name.
+- Processes are started with ``pg_ctl`` and stopped by the PID in ``postmaster.pid``, never by
+  name. Each child of the postmaster leads its own process group, so a server's processes are
+  found by their working directory (:mod:`dr_engine.providers.pg_processes`).
 - Loopback connections trust by default; with a ``password`` they need it (SCRAM), so that
   secret-hygiene tests can plant a canary. Replication connections always trust loopback.
 """
@@ -378,16 +378,19 @@ class PostgresPair:
 
 def stop_node(node: PgNode, bin_dir: Path, cwd: Path, timeout: float = 10.0) -> None:
     """Stop one server by its recorded PID: SIGCONT, pg_ctl -m immediate, SIGKILL as last resort."""
+    from dr_engine.providers.pg_processes import kill_server, server_pids, signal_server
+
     pid = node.pid()
     if pid is None:
+        if server_pids(node.data_dir):  # orphans of a killed postmaster (frozen ones never exit)
+            kill_server(None, node.data_dir)
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGCONT)
+    # A frozen region froze every process of the server: all must run again to obey pg_ctl.
+    signal_server(pid, node.data_dir, signal.SIGCONT)
     if node.data_dir.exists():
         with contextlib.suppress(subprocess.TimeoutExpired, PostgresWorldError):
             run_server_tool([str(bin_dir / "pg_ctl"), "-D", str(node.data_dir), "-m", "immediate",
                              "-w", "-t", str(int(timeout)), "stop"], cwd=cwd if cwd.exists() else Path("/"),
                             timeout=timeout + 5, check=False)
-    if node.pid() is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+    if node.pid() is not None or server_pids(node.data_dir):
+        kill_server(node.pid(), node.data_dir)

@@ -184,3 +184,19 @@ def record_dir(state: Path, run_id: str) -> Path:
     from dr_engine.statedir import StateDir
 
     return StateDir(state).run_dir(run_id)
+
+
+def test_stopping_a_world_whose_region_is_frozen_leaves_no_process(make_world: WorldFactory) -> None:
+    from dr_engine.providers.pg_processes import server_pids
+    from dr_engine.providers.postgres import process_state
+
+    world = make_world(apps=False, dns=False, moto=False)
+    assert world.pg is not None
+    data_dirs = [node.data_dir for node in world.pg.nodes.values()]
+    frozen = world.fail_region(world.config.source)  # every process of the source's server, frozen
+    assert len(frozen) >= 4 and {process_state(pid) for pid in frozen} <= {"stopped", "gone"}
+
+    world.stop()  # without restoring the region first, as a failed test or `dr world down` would
+
+    assert all(server_pids(data_dir) == [] for data_dir in data_dirs)
+    assert all(process_state(pid) in ("gone", "zombie") for pid in frozen)
