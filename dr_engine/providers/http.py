@@ -11,6 +11,7 @@ connection is an observation, not a bug. Only a malformed URL raises (``ValueErr
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import socket
 import ssl
@@ -23,6 +24,11 @@ from dr_engine.providers.dns import DnsServer, query
 
 #: Bytes of response body kept (health pages are small; a huge body must not fill memory).
 MAX_BODY = 64 * 1024
+
+#: The system resolver (getaddrinfo) takes no timeout and cannot be interrupted: it runs here, and
+#: a caller waits for it only as long as its deadline allows. A hung resolver ties up at most
+#: these threads; later lookups then time out too, which is what a dead resolver means anyway.
+_SYSTEM_RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="dr-resolve")
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,7 @@ def resolve(host: str, via: DnsServer | None, timeout: float) -> str:
     except OSError:
         pass
     if via is None:
-        return host  # left to the system resolver inside create_connection
+        return _system_resolve(host, timeout)
     name = host
     for _ in range(8):  # follow a short CNAME chain inside the zone
         answer = query(via, name, "A", timeout=timeout)
@@ -102,6 +108,19 @@ def resolve(host: str, via: DnsServer | None, timeout: float) -> str:
         f"{host} has no A record at DNS server {via}",
         hint="check the record the traffic shift maintains",
     )
+
+
+def _system_resolve(host: str, timeout: float) -> str:
+    """``host``'s first address from the system resolver, waiting at most ``timeout`` seconds."""
+    lookup = _SYSTEM_RESOLVER.submit(socket.getaddrinfo, host, None, type=socket.SOCK_STREAM)
+    try:
+        found = lookup.result(timeout=max(timeout, 0.001))
+    except concurrent.futures.TimeoutError as exc:
+        raise TransientError(f"the system resolver did not resolve {host} within {timeout:.3g}s",
+                             hint="check /etc/resolv.conf and the resolver, or give an address") from exc
+    except OSError as exc:  # socket.gaierror: no such name, resolver failure
+        raise TransientError(f"cannot resolve {host}: {exc}", hint="check the name and the resolver") from exc
+    return str(found[0][4][0])
 
 
 def request(

@@ -134,3 +134,25 @@ def test_name_without_record_is_unhealthy(bind: BindServer, tmp_path: Path) -> N
     with pytest.raises(VerificationFailed, match="no A record"):
         Verify().run(params("http://nothing.bank.test/healthz", resolve_via=f"{bind.address}:{bind.port}",
                             max_wait="200ms"), step_context(state_dir=tmp_path))
+
+
+def test_a_name_goes_through_the_system_resolver_within_the_deadline(tmp_path: Path) -> None:
+    import threading
+
+    server = ScriptedServer("127.0.0.1")
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        url = server.url.replace("127.0.0.1", "localhost")  # /etc/hosts: the system resolver answers
+        result = Verify().run(params(url, expect_body="ok"), step_context(state_dir=tmp_path, timeout=10))
+        assert result.facts["healthy_probes"] == 3 and len(server.script.seen) == 3
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_name_the_system_cannot_resolve_is_unhealthy_and_says_so(tmp_path: Path) -> None:
+    # .invalid never resolves (RFC 2606); whether the resolver says so or hangs, the probe ends
+    # as an unhealthy answer that names the lookup, not as an error or a hang past the deadline.
+    with pytest.raises(VerificationFailed, match=r"DNS: .*(cannot resolve|did not resolve) no-such-host\.invalid"):
+        Verify().run(params("http://no-such-host.invalid:8080/healthz", max_wait="300ms", probe_timeout="200ms"),
+                     step_context(state_dir=tmp_path, timeout=5))
