@@ -114,7 +114,7 @@ class _Stack:
                 "locking": "s3-lockfile" if self.lockfile else f"dynamodb:{self.params.backend.dynamodb_table}"}
 
 
-def _stack_dir(params: StackParams, ctx: StepContext) -> Path:
+def resolve_stack_dir(params: StackParams, ctx: StepContext) -> Path:
     """Resolve ``stack:``: absolute; else against ``extras['workdir']``, the runbook's repo, the cwd."""
     candidates = [Path(params.stack)]
     if not candidates[0].is_absolute():
@@ -156,7 +156,7 @@ def _open(params: StackParams, ctx: StepContext, *, init: bool = True) -> _Stack
     )
     from dr_engine.providers.terraform_process import Redactor
 
-    stack_dir = _stack_dir(params, ctx)
+    stack_dir = resolve_stack_dir(params, ctx)
     backend = params.backend
     aws = ctx.target.aws
     region = backend.region or (aws.region if aws else None)
@@ -212,11 +212,6 @@ def _var_files(stack: _Stack) -> list[str]:
 
 def _lock_wait(params: StackParams, ctx: StepContext) -> float:
     return min(params.lock_timeout.total_seconds(), max(ctx.deadline.remaining() - 1, 0))
-
-
-def resolve_stack_dir(params: StackParams, ctx: StepContext) -> Path:
-    """The stack directory ``params.stack`` names (PreconditionFailed when there is none)."""
-    return _stack_dir(params, ctx)
 
 
 def destroy_drill_workspace(params: StackParams, ctx: StepContext) -> str:

@@ -23,7 +23,7 @@ import signal
 import time
 from pathlib import Path
 
-from dr_engine.providers.postgres import process_state
+from dr_engine.providers.postgres import lock_file_pid, process_state
 
 
 def _dead(pid: int) -> bool:
@@ -82,13 +82,6 @@ def kill_server(postmaster: int | None, data_dir: Path | None) -> list[int]:
     return signal_server(postmaster, data_dir, signal.SIGKILL)
 
 
-def _lock_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().splitlines()[0].strip())
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def clear_stale_locks(data_dir: Path) -> list[Path]:
     """Remove ``postmaster.pid`` and its socket lock when their server is gone or a zombie.
 
@@ -96,16 +89,19 @@ def clear_stale_locks(data_dir: Path) -> list[Path]:
     deciding that a live PID was reused by something else is PostgreSQL's job, not ours.
     """
     pid_file = data_dir / "postmaster.pid"
-    pid = _lock_pid(pid_file)
-    if pid is None or not _dead(pid):
+    try:
+        lines = pid_file.read_text(errors="replace").splitlines()
+        pid = int(lines[0].strip())
+    except (OSError, ValueError, IndexError):
         return []
-    lines = pid_file.read_text(errors="replace").splitlines()
+    if not _dead(pid):
+        return []
     removed: list[Path] = []
     if len(lines) > 4 and lines[3].strip().isdigit() and lines[4].strip():
         # Line 4 is the port, line 5 the first Unix socket directory (PostgreSQL's LOCK_FILE_LINE_*).
         socket_dir = Path(lines[4].strip())
         lock = socket_dir / f".s.PGSQL.{lines[3].strip()}.lock"
-        if _lock_pid(lock) == pid:
+        if lock_file_pid(lock) == pid:
             for path in (lock, socket_dir / f".s.PGSQL.{lines[3].strip()}"):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()

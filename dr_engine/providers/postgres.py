@@ -142,13 +142,19 @@ def fetch_all(conn: Any, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[A
 
 
 # ---------------------------------------------------------------------- server processes
-def postmaster_pid(pid_file: Path) -> int | None:
-    """The PID recorded in a ``postmaster.pid`` file when that process still exists."""
+def lock_file_pid(path: Path) -> int | None:
+    """The PID on the first line of a PostgreSQL lock file (``postmaster.pid``, a socket's
+    ``.lock``), alive or not; None when the file is missing or unreadable."""
     try:
-        pid = int(pid_file.read_text().splitlines()[0].strip())
+        return int(path.read_text().splitlines()[0].strip())
     except (OSError, ValueError, IndexError):
         return None
-    return pid if process_state(pid) not in ("gone", "zombie") else None
+
+
+def postmaster_pid(pid_file: Path) -> int | None:
+    """The PID recorded in a ``postmaster.pid`` file when that process still exists."""
+    pid = lock_file_pid(pid_file)
+    return pid if pid is not None and process_state(pid) not in ("gone", "zombie") else None
 
 
 def process_state(pid: int) -> str:
