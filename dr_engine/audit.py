@@ -18,6 +18,13 @@ hash (``dr show``) to an external system to anchor it.
 
 Appends take an exclusive ``flock`` and re-read the tail, so another process (``dr approve``)
 may append to a live run's log safely.
+
+The seal holds by construction: once the last event is ``run.finished``, :meth:`AuditLog.append`
+refuses every event (:class:`AuditSealed`) except ``run.resumed``, which opens the next session
+of the run. Facts added to a stopped run (an operator's cancel or skip) go through
+:meth:`AuditLog.amend`, which writes them and a new sealing ``run.finished`` under one lock, so
+no reader ever sees an unsealed tail after a seal and no late writer (a step thread that
+returned after the run was sealed) can slip an event behind it.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from dr_engine.clock import SystemClock, utc_iso
+from dr_engine.errors import RunStateError
 
 GENESIS = "0" * 64
 
@@ -49,6 +57,10 @@ STEP_ATTEMPT = "step.attempt"
 STEP_SUCCEEDED = "step.succeeded"
 STEP_FAILED = "step.failed"
 STEP_SKIPPED = "step.skipped"
+#: A running step given up by the operator (a second Ctrl-C) or at the end of the interrupt grace.
+STEP_ABANDONED = "step.abandoned"
+#: A termination signal reached the run: no new step starts, running steps get a grace period.
+RUN_INTERRUPTED = "run.interrupted"
 APPROVAL_REQUESTED = "approval.requested"
 APPROVAL_GRANTED = "approval.granted"
 APPROVAL_REJECTED = "approval.rejected"
@@ -58,9 +70,13 @@ MILESTONE = "milestone"
 
 EVENT_TYPES = (
     RUN_STARTED, RUN_RESUMED, RUN_HALTED, RUN_FINISHED, STEP_STARTED, STEP_ATTEMPT, STEP_SUCCEEDED,
-    STEP_FAILED, STEP_SKIPPED, APPROVAL_REQUESTED, APPROVAL_GRANTED, APPROVAL_REJECTED, OVERRIDE,
+    STEP_FAILED, STEP_SKIPPED, STEP_ABANDONED, RUN_INTERRUPTED, APPROVAL_REQUESTED, APPROVAL_GRANTED, APPROVAL_REJECTED, OVERRIDE,
     NOTE_ADDED, MILESTONE,
 )
+
+
+class AuditSealed(RunStateError):
+    """An append to a log whose last event is the sealing ``run.finished`` (refused, nothing written)."""
 
 
 def default_actor() -> str:
@@ -125,25 +141,53 @@ class AuditLog:
         self._lock = threading.Lock()
 
     def append(self, type: str, *, actor: str | None = None, **data: Any) -> dict[str, Any]:
-        """Append one event of ``type`` with ``data``; fsync before returning it."""
+        """Append one event of ``type`` with ``data``; fsync before returning it.
+
+        Raises :class:`AuditSealed` (writing nothing) when the log is sealed and ``type`` is not
+        ``run.resumed``.
+        """
+        return self._append_batch([(type, actor, data)], after_seal=type == RUN_RESUMED)[0]
+
+    def amend(self, events: list[tuple[str, str | None, dict[str, Any]]], *, status: str,
+              actor: str | None = None, **seal: Any) -> list[dict[str, Any]]:
+        """Add ``(type, actor, data)`` facts to a stopped run and re-seal it, atomically.
+
+        The events and a closing ``run.finished`` (``status``, ``resealed: true``, ``seal``) are
+        written under one lock: the log never ends unsealed after its first seal.
+        """
+        batch: list[tuple[str, str | None, dict[str, Any]]] = [e for e in events if e[0] != RUN_FINISHED]
+        batch.append((RUN_FINISHED, actor, {**seal, "status": status, "resealed": True}))
+        return self._append_batch(batch, after_seal=True)
+
+    def _append_batch(self, batch: list[tuple[str, str | None, dict[str, Any]]], *,
+                      after_seal: bool) -> list[dict[str, Any]]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        written: list[dict[str, Any]] = []
         with self.path.open("a+b") as handle:
             with self._lock:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
                 try:
-                    event = self._write_next(handle, type, actor, data)
+                    last = _last_line(handle)
+                    previous = json.loads(last) if last is not None else None
+                    if previous is not None and previous.get("type") == RUN_FINISHED and not after_seal:
+                        raise AuditSealed(
+                            f"{self.path}: the run is sealed (its log ends with run.finished); "
+                            f"{batch[0][0]} was not recorded",
+                            hint="a finished run changes only through `dr resume`, `dr cancel` or `dr skip`")
+                    for type_, actor, data in batch:
+                        previous = self._write_next(handle, previous, type_, actor, data)
+                        written.append(previous)
                 finally:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
             # fsync outside the locks: appenders running at the same time share one disk flush.
             os.fsync(handle.fileno())
-        return event
+        return written
 
-    def _write_next(self, handle: Any, type: str, actor: str | None, data: dict[str, Any]) -> dict[str, Any]:
-        last = _last_line(handle)
-        if last is None:
+    def _write_next(self, handle: Any, previous: dict[str, Any] | None, type: str, actor: str | None,
+                    data: dict[str, Any]) -> dict[str, Any]:
+        if previous is None:
             seq, prev = 1, GENESIS
         else:
-            previous = json.loads(last)
             seq, prev = int(previous["seq"]) + 1, str(previous["hash"])
         if type == RUN_FINISHED:
             # The seal: a truncated tail can no longer end on a matching run.finished.
@@ -291,6 +335,7 @@ def _expectations(path: Path, expect_sealed: bool) -> tuple[int | None, str | No
 
 __all__ = [
     "EVENT_TYPES",
+    "AuditSealed",
     "GENESIS",
     "AuditLog",
     "VerifyResult",

@@ -63,19 +63,22 @@ def _recent_activity(record: RunRecord) -> bool:
 
 
 def append_events(state_dir: Path, run_id: str, events: list[tuple[str, str, dict[str, Any]]]) -> RunRecord:
-    """Append ``(type, actor, data)`` events to a stopped run and re-seal it with ``run.finished``."""
+    """Append ``(type, actor, data)`` events to a stopped run and re-seal it with ``run.finished``.
+
+    A ``run.finished`` among ``events`` only sets the status of the new seal. The events and the
+    seal are written atomically (:meth:`dr_engine.audit.AuditLog.amend`).
+    """
     state, full, record = _load(state_dir, run_id)
     run_dir = state.run_dir(full)
     log = AuditLog(run_dir / AUDIT_FILE, full)
     status: RunStatus = record.status if record.status is not RunStatus.RUNNING else RunStatus.FAILED
-    for type_, actor, data in events:
+    for type_, _actor, data in events:
         if type_ == ev.RUN_FINISHED:
             status = RunStatus(str(data["status"]))
-            continue
-        apply_event(record, log.append(type_, actor=actor, **data))
+    facts: list[tuple[str, str | None, dict[str, Any]]] = [(t, a, d) for t, a, d in events if t != ev.RUN_FINISHED]
     at = utc_iso(SystemClock().now())
-    apply_event(record, log.append(ev.RUN_FINISHED, actor=events[0][1] if events else default_actor(),
-                                   at=at, status=status.value, resealed=True))
+    for event in log.amend(facts, status=status.value, actor=events[0][1] if events else default_actor(), at=at):
+        apply_event(record, event)
     write_record(run_dir, record)
     return record
 

@@ -108,6 +108,14 @@ def apply_event(record: RunRecord, event: dict[str, Any]) -> RunRecord:
         rpo = data.get("rpo")
         if isinstance(rpo, dict):  # data loss measured before the step failed (e.g. rows missing)
             step.rpo = RpoRecord.model_validate(rpo)
+    elif kind == ev.STEP_ABANDONED:
+        step = _step(record, data)
+        step.status = StepStatus.ABANDONED
+        _finish_step(step, at, data)
+        step.error = StepError(kind="Abandoned", message=str(data.get("reason", "abandoned while running")),
+                               hint="`dr resume` runs the step again (actions are idempotent)")
+    elif kind == ev.RUN_INTERRUPTED:
+        record.interrupted_by.append(str(data.get("signal", "signal")))
     elif kind == ev.STEP_SKIPPED:
         step = _step(record, data)
         step.status, step.finished_at = StepStatus.SKIPPED, at

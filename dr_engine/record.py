@@ -50,6 +50,8 @@ class StepStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    #: Given up while running (a second Ctrl-C, or the interrupt grace expired); ``dr resume`` re-runs it.
+    ABANDONED = "abandoned"
 
 
 class _Record(BaseModel):
@@ -154,6 +156,8 @@ class RunRecord(_Record):
         "(None: a record written before this field; treated as required when allow_data_loss)")
     halted_at_step: str | None = None
     error: StepError | None = None
+    #: The signals that interrupted the run's sessions (``SIGINT``, ``SIGTERM``, ``SIGHUP``), in order.
+    interrupted_by: list[str] = Field(default_factory=list)
     changed_steps: list[str] = Field(default_factory=list,
                                      description="Steps that reported a change, in completion order")
     resumes: int = 0

@@ -270,7 +270,8 @@ class Engine:
             record = self.record = fresh.record
             runbook_changed = runbook_changed or fresh.runbook_changed
             self._audit = AuditLog(self.run_dir / AUDIT_FILE, record.run_id, now=self.clock.now)
-            reset = [s.id for s in record.steps if s.status in (StepStatus.RUNNING, StepStatus.FAILED)]
+            reset = [s.id for s in record.steps if s.status in (StepStatus.RUNNING, StepStatus.FAILED,
+                                                                  StepStatus.ABANDONED)]
             self._started_before = frozenset(reset)
             self.emit(ev.RUN_RESUMED, actor=self.options.triggered_by or default_actor(),
                       previous_status=record.status.value, reset_steps=reset, force=force,

@@ -14,7 +14,7 @@ from dr_engine.record import RunRecord, StepError, StepRecord, StepStatus
 from dr_engine.summary import fmt_seconds
 
 _MARKS = {StepStatus.PENDING: "·", StepStatus.RUNNING: "…", StepStatus.SUCCEEDED: "ok",
-          StepStatus.FAILED: "FAILED", StepStatus.SKIPPED: "skipped"}
+          StepStatus.FAILED: "FAILED", StepStatus.SKIPPED: "skipped", StepStatus.ABANDONED: "ABANDONED"}
 
 
 class LiveProgress(Progress):

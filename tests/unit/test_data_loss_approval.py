@@ -94,7 +94,7 @@ def test_resume_after_an_approval_does_not_ask_again(tmp_path: Path) -> None:
     # A halted copy of the situation: the approval is in the log, the run stopped before the end.
     run_dir = StateDir(state).run_dir(first.run_id)
     log = AuditLog(run_dir / "audit.jsonl", first.run_id)
-    log.append("run.finished", actor="x", status="halted")
+    log.amend([], status="halted", actor="x")
     write_record(run_dir, rebuild_record(read_events(run_dir / "audit.jsonl")))
     resumed = resume_run(state, first.run_id, lock=NullLock())
     assert resumed.status is RunStatus.SUCCEEDED
