@@ -17,6 +17,7 @@ when interrupted. Every one of them can be resumed (:func:`resume_run`).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import random
@@ -30,12 +31,21 @@ from pathlib import Path
 from typing import Any
 
 from dr_engine import audit as ev
-from dr_engine.actions.base import STEP_STARTED_BEFORE, ActionParams, RpoObservation, StepContext, StepResult
-from dr_engine.audit import AuditLog, default_actor, read_events, verify
+from dr_engine.actions.base import (
+    STEP_STARTED_BEFORE,
+    ActionParams,
+    Capability,
+    RpoObservation,
+    StepContext,
+    StepResult,
+)
+from dr_engine.audit import AuditLog, AuditSealed, default_actor, read_events, verify
 from dr_engine.bindings import Bindings, bind_params, read_secret
 from dr_engine.clock import Clock, Deadline, SystemClock, utc_iso
 from dr_engine.errors import ConfigError, DrError, FencingFailed, PreconditionFailed, RunStateError, StepFailed
 from dr_engine.executors import Executor, InlineExecutor, StepHandle, ThreadExecutor
+from dr_engine.identity import OsIdentity
+from dr_engine.interrupts import Interrupts, StepInterrupted, signal_name
 from dr_engine.journal import apply_event, rebuild_record
 from dr_engine.lease_heartbeat import LeaseHeartbeat, start_heartbeat
 from dr_engine.loader import load_runbook, runbook_location
@@ -49,6 +59,7 @@ from dr_engine.progress import Progress
 from dr_engine.record import (
     AUDIT_FILE,
     RUN_FILE,
+    OsUser,
     RunRecord,
     RunStatus,
     StepError,
@@ -89,6 +100,24 @@ class RunOptions:
     take_over_lock: bool = False
     #: Seed for retry jitter (tests); None = random.
     seed: int | None = None
+    #: The stop-signal state of the process (the CLI installs it early); None: the engine makes its
+    #: own and handles SIGINT/SIGTERM/SIGHUP while it runs (main thread only).
+    interrupts: Interrupts | None = None
+    #: Longest grace, in seconds, for running steps after a stop signal (None: DR_INTERRUPT_GRACE or 120).
+    grace_cap: float | None = None
+
+
+@dataclass
+class _Slot:
+    """A step the engine started: what the interrupt handling needs to know about it."""
+
+    planned: PlannedStep
+    started: float
+    #: Serialises the step's own events with its abandonment, so a step never ends twice.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    ended: bool = False
+    abandoned: bool = False
+    tries: int = 0
 
 
 def git_commit(path: Path) -> str | None:
@@ -163,6 +192,15 @@ class Engine:
         self._halting_kind = False
         self._cancelled = False
         self._rng = random.Random(options.seed)
+        self.interrupts = options.interrupts or Interrupts(grace_cap=options.grace_cap)
+        self._owns_interrupts = options.interrupts is None
+        # Steps started in this session, by id, and the ones whose runner has returned.
+        self._slots: dict[str, _Slot] = {}
+        self._slots_changed = threading.Condition()
+        self._runner_done: set[str] = set()
+        self._abandoned: list[str] = []
+        self._interrupt_noted = False
+        self._grace_deadline: float | None = None
         self._ops = RunHooks(self)  # drills, approvals, operator controls (dr_engine.operations)
         self.record: RunRecord | None = None
         self.run_dir: Path | None = None
@@ -227,6 +265,7 @@ class Engine:
         run_id = self.options.run_id or StateDir.new_run_id(self.clock)
         self._lease = self._lock_backend.acquire(rb.lock_key, run_id, take_over=self.options.take_over_lock)
         self._heartbeat = start_heartbeat(self._lock_backend, self._lease)
+        self._begin_interrupts()
         try:
             self.run_dir = self.state.create_run_dir(run_id)
             self._audit = AuditLog(self.run_dir / AUDIT_FILE, run_id, now=self.clock.now)
@@ -249,6 +288,7 @@ class Engine:
                 self.emit(ev.OVERRIDE, kind="allow-data-loss",
                           detail=f"started with --allow-data-loss: {self.options.reason or 'no reason given'}")
         except BaseException:
+            self._end_interrupts()
             self._release()
             raise
         return self._drive()
@@ -265,6 +305,7 @@ class Engine:
         self._lease = self._lock_backend.acquire(self.plan.loaded.runbook.lock_key, record.run_id,
                                                  take_over=self.options.take_over_lock)
         self._heartbeat = start_heartbeat(self._lock_backend, self._lease)
+        self._begin_interrupts()
         try:
             fresh = prepare_resume(self.state.root, record.run_id, force=force)
             record = self.record = fresh.record
@@ -287,6 +328,7 @@ class Engine:
                           detail=f"resumed with --force although region file(s) changed: "
                                  f"{', '.join(fresh.regions_changed)}")
         except BaseException:
+            self._end_interrupts()
             self._release()
             raise
         return self._drive()
@@ -306,7 +348,10 @@ class Engine:
             git_commit=git_commit(loaded.path.resolve().parent), mode=self.options.mode.value,
             source=rb.source, target=rb.target, started_at=started,
             triggered_by=self.options.triggered_by or default_actor(), reason=self.options.reason,
-            incident_started_at=incident, concurrency=self.options.concurrency, rto_stop=self.plan.rto_stop,
+            # Who started the run as the OS says (triggered_by may be a label such as "schedule").
+            initiator=OsUser(**OsIdentity.current().as_dict()),
+            incident_started_at=incident, incident_start_declared=self.options.incident_start is not None,
+            concurrency=self.options.concurrency, rto_stop=self.plan.rto_stop,
             rto_target_seconds=rb.objectives.rto.total_seconds(),
             rpo_target_seconds=rb.objectives.rpo.total_seconds(),
             milestones={RUN_STARTED: started}, allow_data_loss=self.options.allow_data_loss, steps=steps,
@@ -328,7 +373,7 @@ class Engine:
                 self._failure, self._halting_kind = ("allow-data-loss", refused), True
                 self._halt.set()
             for wave in self.plan.waves:
-                if self._halt.is_set() or self._cancel_requested():
+                if self._stopping():
                     break
                 todo = [s for s in wave
                         if self.record.step(s.id).status not in (StepStatus.SUCCEEDED, StepStatus.SKIPPED)]
@@ -337,8 +382,7 @@ class Engine:
                 self._renew_lease()
                 if self._lock_lost():
                     break
-                handles: list[StepHandle] = [executor.submit(s, self._step_runner(s)) for s in todo]
-                self._wait(handles)
+                self._wait([(s, executor.submit(s, self._step_runner(s))) for s in todo])
         except KeyboardInterrupt:
             self._cancelled = True
             self._halt.set()
@@ -353,18 +397,119 @@ class Engine:
             raise
         finally:
             if owned and isinstance(executor, ThreadExecutor):
+                # Abandoned steps may still be blocked in I/O: their pool threads are free already
+                # (the steps run on daemon threads), so this does not wait for them.
                 executor.shutdown()
         return self._finish()
 
-    def _wait(self, handles: list[StepHandle]) -> None:
-        for handle in handles:
+    def _stopping(self) -> bool:
+        """True when no new step may start (a failure, ``dr cancel``, or a stop signal)."""
+        self._note_interrupt()
+        return self._halt.is_set() or self._cancel_requested()
+
+    def _wait(self, submitted: list[tuple[PlannedStep, StepHandle]]) -> None:
+        """Wait for the submitted steps; on a stop signal give them their grace, then abandon them."""
+        while True:
+            self._note_interrupt()
+            with self._slots_changed:
+                waiting = [p.id for p, _ in submitted if p.id not in self._runner_done]
+                if not waiting:
+                    break
+                if not self._abandon_due():
+                    self._slots_changed.wait(0.1)
+                    continue
+            self._abandon_running()
+            return  # runners still out are abandoned, or will find the run halted and not start
+        for planned, handle in submitted:
             try:
                 handle.result()
             except KeyboardInterrupt:
                 raise
             except Exception:  # the step runner records failures itself; this is a crash of the runner
-                log.exception("step runner crashed")
+                log.exception("step runner for %s crashed", planned.id)
                 self._halt.set()
+
+    # ----------------------------------------------------------------- stop signals
+
+    def _begin_interrupts(self) -> None:
+        self.interrupts.describe = self._describe_running
+        self.interrupts.install()  # again: Prefect's flow engine installs its own SIGTERM bridge
+        self.interrupts.phase = "running"
+
+    def _end_interrupts(self) -> None:
+        self.interrupts.phase = "sealed"
+        if self._owns_interrupts:
+            self.interrupts.restore()
+
+    def _running_slots(self) -> list[_Slot]:
+        return [slot for slot in list(self._slots.values()) if not slot.ended]
+
+    def _grace_for(self, slots: list[_Slot]) -> float:
+        # The rest of the running steps' timeouts, capped; a person's approval has nothing to finish.
+        now = self.clock.monotonic()
+        rest = [max(0.0, slot.started + slot.planned.timeout.total_seconds() - now) for slot in slots
+                if slot.planned.capability is not Capability.CONTROL_APPROVE]
+        return round(min(self.interrupts.grace_cap, max(rest, default=0.0)), 1)
+
+    def _describe_running(self) -> tuple[list[str], float]:
+        # Called from the signal handler: no locks, only reads.
+        slots = self._running_slots()
+        return [slot.planned.id for slot in slots], self._grace_for(slots)
+
+    def _note_interrupt(self) -> None:
+        """Record the first stop signal (once, from the engine's thread, never from the handler)."""
+        if self._interrupt_noted or not self.interrupts.stop.is_set():
+            return
+        self._interrupt_noted = True
+        with self._state_lock:
+            self._cancelled = True
+            self._halt.set()
+        slots = self._running_slots()
+        grace = self._grace_for(slots)
+        self._grace_deadline = self.clock.monotonic() + grace
+        self.emit(ev.RUN_INTERRUPTED, signal=self.interrupts.first_signal or "signal",
+                  running_steps=[slot.planned.id for slot in slots], grace_seconds=grace,
+                  grace_cap_seconds=self.interrupts.grace_cap)
+        self._notify("run_interrupted")
+
+    def _abandon_due(self) -> bool:
+        if not self._interrupt_noted:
+            return False
+        if self.interrupts.abandon.is_set():
+            return True
+        return self._grace_deadline is not None and self.clock.monotonic() >= self._grace_deadline
+
+    def _abandon_running(self) -> None:
+        """Give up every step still running: ``step.abandoned`` for each; the run then seals."""
+        if self.interrupts.abandon.is_set():
+            why = f"abandoned by the operator ({signal_name(self.interrupts.signals[-1])} after " \
+                  f"{self.interrupts.first_signal})"
+        else:
+            why = "abandoned: still running when the interrupt grace period ended"
+        for slot in self._running_slots():
+            self._abandon(slot, why)
+
+    def _abandon(self, slot: _Slot, reason: str) -> None:
+        with slot.lock:
+            if slot.ended:
+                return
+            slot.ended = slot.abandoned = True
+            self._abandoned.append(slot.planned.id)
+            self.emit(ev.STEP_ABANDONED, step=slot.planned.id, reason=reason, attempts=slot.tries,
+                      duration_seconds=round(self.clock.monotonic() - slot.started, 3))
+        assert self.record is not None
+        self._notify("step_finished", self.record.step(slot.planned.id))
+
+    def _end_step(self, slot: _Slot, type: str, **data: Any) -> bool:
+        """Record the end of a step unless it was abandoned meanwhile (then nothing is written)."""
+        with slot.lock:
+            if slot.ended:
+                log.warning("step %s returned after it was abandoned; its result (%s) is not recorded "
+                            "(`dr resume` runs it again)", slot.planned.id, type)
+                return False
+            slot.ended = True
+            self.emit(type, **data)
+        return True
 
     def _renew_lease(self) -> None:
         if self._heartbeat is not None:
@@ -420,15 +565,70 @@ class Engine:
                 self._lease = None
 
     def _step_runner(self, planned: PlannedStep) -> Callable[[], None]:
+        """The function an executor runs for ``planned``.
+
+        Off the main thread the step runs on a daemon thread of its own and the executor's thread
+        waits for it, or for its abandonment: a step blocked in I/O (a frozen server) can then be
+        given up without blocking the executor's shutdown or the process's exit. On the main
+        thread (approvals under Prefect, inline executors) it runs right there, and a stop signal
+        interrupts it (:class:`~dr_engine.interrupts.StepInterrupted`).
+        """
+
         def run() -> None:
-            self.run_step(planned)
+            if threading.current_thread() is threading.main_thread():
+                try:
+                    self.run_step(planned)
+                finally:
+                    self._runner_finished(planned.id)
+                return
+            self._run_detached(planned)
 
         return run
+
+    def _runner_finished(self, step_id: str) -> None:
+        with self._slots_changed:
+            self._runner_done.add(step_id)
+            self._slots_changed.notify_all()
+
+    def _run_detached(self, planned: PlannedStep) -> None:
+        done = threading.Event()
+        crash: list[BaseException] = []
+
+        def body() -> None:
+            try:
+                self.run_step(planned)
+            except AuditSealed as exc:  # ended after the run was sealed: the log refused it, as it must
+                log.warning("step %s ended after the run was sealed; not recorded: %s", planned.id, exc.message)
+            except BaseException as exc:  # handed to the executor's thread, which re-raises it
+                crash.append(exc)
+            finally:
+                done.set()
+                self._runner_finished(planned.id)
+
+        context = contextvars.copy_context()  # Prefect's task context, for logs and artifacts
+        thread = threading.Thread(target=context.run, args=(body,), name=f"dr-step-{planned.id}", daemon=True)
+        thread.start()
+        while not done.wait(0.25):
+            slot = self._slots.get(planned.id)
+            if slot is not None and slot.abandoned:
+                return  # given up: the thread ends on its own; the sealed log refuses its result
+        if crash:
+            raise crash[0]
 
     def _outputs(self) -> dict[str, dict[str, str]]:
         assert self.record is not None
         with self._state_lock:
             return {s.id: dict(s.outputs) for s in self.record.steps if s.status is StepStatus.SUCCEEDED}
+
+    def _start_slot(self, planned: PlannedStep) -> _Slot | None:
+        """Register ``planned`` as running, unless the run is stopping (then None: it stays pending)."""
+        with self._slots_changed:
+            if self._halt.is_set() or self.interrupts.stop.is_set():
+                return None
+            slot = self._slots[planned.id] = _Slot(planned, self.clock.monotonic())
+        # The lock is taken before the event is written: an abandonment waits for step.started.
+        slot.lock.acquire()
+        return slot
 
     def run_step(self, planned: PlannedStep) -> None:
         """Execute one step and record the outcome; never raises for a step failure."""
@@ -441,12 +641,19 @@ class Engine:
             self._notify("step_finished", self.record.step(planned.id))
             return
         _test_crash_point(planned.id, "before")
-        self.emit(ev.STEP_STARTED, step=planned.id, action=planned.action,
-                  timeout_seconds=planned.timeout.total_seconds())
+        slot = self._start_slot(planned)
+        if slot is None:
+            return
+        try:
+            self.emit(ev.STEP_STARTED, step=planned.id, action=planned.action,
+                      timeout_seconds=planned.timeout.total_seconds())
+        finally:
+            slot.lock.release()
         self._notify("step_started", self.record.step(planned.id))
         started = self.clock.monotonic()
         tries = 0
         params: ActionParams | None = None
+        waits_for_person = planned.capability is Capability.CONTROL_APPROVE
         try:
             loaded = self.plan.loaded
             bindings = Bindings(loaded.source, loaded.target, loaded.runbook.runbook, self.record.run_id,
@@ -461,14 +668,21 @@ class Engine:
 
             def attempt(number: int) -> StepResult:
                 nonlocal tries
-                tries = number
+                tries = slot.tries = number
                 ctx = self._context(planned, deadline, number, bindings.outputs)
                 _test_crash_point(planned.id, "during")
-                return action.run(self._ops.params_for(planned, action_cls, bound, ctx), ctx)
+                with self.interrupts.inline(planned.id, waits_for_person=waits_for_person):
+                    return action.run(self._ops.params_for(planned, action_cls, bound, ctx), ctx)
 
             result, tries = call_with_retry(attempt, policy=policy, deadline=deadline, clock=self.clock,
-                                            on_retry=lambda n, exc, wait: self._on_retry(planned, n, exc, wait),
+                                            on_retry=lambda n, exc, wait: self._on_retry(slot, n, exc, wait),
                                             rng=self._rng)
+        except StepInterrupted as stop:
+            # The main thread ran this step itself (an approval wait, an inline executor): give it up.
+            slot.tries = tries
+            self._abandon(slot, f"abandoned by the operator ({stop.signal_name})"
+                          + (" while waiting for a person" if waits_for_person else ""))
+            return
         except Exception as exc:  # every failure is recorded; the run halts
             failed_rpo = None
             if isinstance(exc, StepFailed):
@@ -476,17 +690,17 @@ class Engine:
                 if exc.rpo is not None:  # data loss measured by a failing step still counts in the RPO
                     dataset = action_cls().dataset(params) if params is not None else None
                     failed_rpo = _rpo_data(dataset, exc.rpo)
-            self._step_failed(planned, exc, tries, self.clock.monotonic() - started, rpo=failed_rpo)
+            self._step_failed(slot, exc, tries, self.clock.monotonic() - started, rpo=failed_rpo)
             return
         _test_crash_point(planned.id, "after")
         duration = round(self.clock.monotonic() - started, 3)
         rpo = None
         if result.rpo is not None:
             rpo = _rpo_data(action.dataset(bound), result.rpo)
-        self.emit(ev.STEP_SUCCEEDED, step=planned.id, duration_seconds=duration, attempts=tries,
-                  summary=result.summary, changed=result.changed, facts=result.facts,
-                  outputs=dict(result.outputs), rpo=rpo)
-        self._notify("step_finished", self.record.step(planned.id))
+        if self._end_step(slot, ev.STEP_SUCCEEDED, step=planned.id, duration_seconds=duration, attempts=tries,
+                          summary=result.summary, changed=result.changed, facts=result.facts,
+                          outputs=dict(result.outputs), rpo=rpo):
+            self._notify("step_finished", self.record.step(planned.id))
 
     def _context(self, planned: PlannedStep, deadline: Deadline, attempt: int,
                  outputs: Any) -> StepContext:
@@ -503,28 +717,36 @@ class Engine:
             secret_resolver=read_secret, extras=extras,
         )
 
-    def _on_retry(self, planned: PlannedStep, attempt: int, exc: StepFailed, wait: float) -> None:
+    def _on_retry(self, slot: _Slot, attempt: int, exc: StepFailed, wait: float) -> None:
+        planned = slot.planned
         error = StepError(kind=exc.kind, message=exc.message, hint=exc.hint)
-        self.emit(ev.STEP_ATTEMPT, step=planned.id, attempt=attempt, error=error.model_dump(),
-                  wait_seconds=round(wait, 3))
+        with slot.lock:
+            if slot.ended:
+                return
+            self.emit(ev.STEP_ATTEMPT, step=planned.id, attempt=attempt, error=error.model_dump(),
+                      wait_seconds=round(wait, 3))
         assert self.record is not None
         self._notify("step_retrying", self.record.step(planned.id), attempt, error, wait)
 
-    def _step_failed(self, planned: PlannedStep, exc: Exception, tries: int, duration: float, *,
+    def _step_failed(self, slot: _Slot, exc: Exception, tries: int, duration: float, *,
                      rpo: dict[str, Any] | None = None) -> None:
         assert self.record is not None
+        planned = slot.planned
         error = _error_of(exc, planned)
         if not isinstance(exc, DrError):
             log.error("step %s crashed", planned.id, exc_info=exc)
+        if slot.abandoned:  # it failed after it was given up: the abandonment is its record
+            log.warning("step %s failed after it was abandoned: %s", planned.id, error.message)
+            return
         with self._state_lock:
             self._halt.set()
             if self._failure is None:
                 self._failure = (planned.id, error)
                 self._halting_kind = isinstance(exc, HALTING_ERRORS)
         extra: dict[str, Any] = {"rpo": rpo} if rpo is not None else {}
-        self.emit(ev.STEP_FAILED, step=planned.id, duration_seconds=round(duration, 3), attempts=tries,
-                  error=error.model_dump(), **extra)
-        self._notify("step_finished", self.record.step(planned.id))
+        if self._end_step(slot, ev.STEP_FAILED, step=planned.id, duration_seconds=round(duration, 3),
+                          attempts=tries, error=error.model_dump(), **extra):
+            self._notify("step_finished", self.record.step(planned.id))
 
     def _final_status(self) -> RunStatus:
         assert self.record is not None
@@ -542,7 +764,7 @@ class Engine:
             self._ops.before_finish()  # drill cleanup: always, before the run is sealed
             status = self._final_status()
             if status is not RunStatus.SUCCEEDED:
-                failed_step, error = self._failure or (None, StepError(kind="Cancelled", message="run interrupted"))
+                failed_step, error = self._failure or (None, self._stop_error())
                 self.emit(ev.RUN_HALTED, step=failed_step, error=error.model_dump(),
                           changed_steps=[{"step": s.id, "summary": s.summary} for s in self.record.steps
                                          if s.id in self.record.changed_steps],
@@ -557,9 +779,19 @@ class Engine:
                       human_wait_seconds=preview.human_wait_seconds, machine_seconds=preview.machine_seconds,
                       changed_steps=list(self.record.changed_steps))
         finally:
+            self._end_interrupts()
             self._release()
         self._notify("run_finished")
         return self.record
+
+    def _stop_error(self) -> StepError:
+        """Why a run without a failed step stopped: a stop signal, or a cancel."""
+        name = self.interrupts.first_signal
+        if name is None:
+            return StepError(kind="Cancelled", message="run interrupted")
+        abandoned = f"; abandoned: {', '.join(self._abandoned)}" if self._abandoned else ""
+        return StepError(kind="Interrupted", message=f"interrupted by {name}: no new step was started{abandoned}",
+                         hint="`dr resume` continues the run (abandoned steps run again)")
 
 
 # --------------------------------------------------------------------------- public API

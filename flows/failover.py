@@ -30,6 +30,7 @@ from dr_engine.actions.base import Capability
 from dr_engine.clock import parse_utc
 from dr_engine.errors import DrError, RunStateError
 from dr_engine.executors import InlineExecutor, StepHandle
+from dr_engine.interrupts import Interrupts
 from dr_engine.loader import load_runbook
 from dr_engine.lock_backends import hold_lock, lock_for
 from dr_engine.model import RunMode
@@ -37,12 +38,14 @@ from dr_engine.operations import REQUIRE_DATA_LOSS_APPROVAL
 from dr_engine.plan import ExecutionPlan, PlannedStep, build_plan
 from dr_engine.prefect_env import configure
 from dr_engine.progress import Progress
-from dr_engine.record import RunRecord, RunStatus
+from dr_engine.record import RunRecord, RunStatus, StepStatus
 from dr_engine.report.publish import artifact_key, artifact_markdown, run_report, write_default_reports
 from dr_engine.run import Engine, ResumePoint, RunOptions, prepare_resume, resume_options
+from dr_engine.secrets_scrub import scrub_text
 from dr_engine.statedir import StateDir
 from dr_engine.summary import markdown_summary, step_rows
 from flows.approval import with_approval_gate
+from flows.embedded_server import detach
 
 
 # The run name is a template formatted from the parameters: one task object serves every step
@@ -185,7 +188,12 @@ def failover_flow(
             record = engine.run()
     except DrError as exc:
         launch_ctx.error = exc
-        return Failed(message=str(exc))
+        return Failed(message=scrub_text(str(exc)))  # state messages are stored in Prefect's database
+    if record.interrupted_by and any(s.status is StepStatus.ABANDONED for s in record.steps):
+        # The operator asked to stop now: nothing after the seal may hold the exit (`dr report` rebuilds).
+        get_run_logger().warning("run %s abandoned by the operator: reports not written (rebuild them with "
+                                 "`dr report %s`)", record.run_id, record.run_id)
+        return _final_state(record)
     publish_artifacts(record)
     publish_reports(record, Path(state_dir))
     return _final_state(record)
@@ -211,6 +219,7 @@ def _call_flow(run_id: str, ctx: _Launch, concurrency: int, flow_run_name: str, 
 def launch(plan: ExecutionPlan, options: RunOptions, progress: Progress | None = None) -> RunRecord:
     """Run ``plan`` as a Prefect flow run; return the final record (raises DrError before it starts)."""
     configure(options.state_dir)
+    detach()
     if options.run_id is None:
         options.run_id = StateDir.new_run_id(options.clock)
     run_id = options.run_id
@@ -227,12 +236,15 @@ def launch(plan: ExecutionPlan, options: RunOptions, progress: Progress | None =
 
 def resume_run(state_dir: Path, run_id: str, *, force: bool = False, progress: Progress | None = None,
                concurrency: int | None = None, triggered_by: str | None = None, reason: str = "",
-               take_over_lock: bool = False, **option_overrides: Any) -> RunRecord:
+               take_over_lock: bool = False, interrupts: Interrupts | None = None,
+               **option_overrides: Any) -> RunRecord:
     """Resume ``run_id`` as a new Prefect flow run of the same dr-engine run; return the final record."""
     configure(state_dir)
+    detach()
     point = prepare_resume(state_dir, run_id, force=force)
     options = resume_options(point.record, state_dir, triggered_by=triggered_by, reason=reason,
                              concurrency=concurrency, take_over_lock=take_over_lock, **option_overrides)
+    options.interrupts = interrupts
     record = point.record
     lock = options.lock or lock_for(point.plan.loaded.target, state_dir, clock=options.clock)
     with hold_lock(lock, point.plan.loaded.runbook.lock_key, record.run_id, take_over=take_over_lock) as options.lock:

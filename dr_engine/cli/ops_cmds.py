@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from dr_engine.approval_record import APPROVAL_GRANTED, APPROVAL_REFUSED, APPROVAL_REJECTED
+from dr_engine.audit import read_events
 from dr_engine.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err, handle_errors, out, state_dir_option
+from dr_engine.errors import RunStateError
 from dr_engine.loader import load_runbook
 from dr_engine.model import RunMode
 from dr_engine.plan import ExecutionPlan, build_plan
@@ -20,21 +20,6 @@ from dr_engine.record import RunRecord
 from dr_engine.run import RunOptions
 from dr_engine.runbooks import resolve_runbook
 from dr_engine.statedir import StateDir
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C: the engine stops starting steps, cleans up and records the end."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        del signum, frame
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def render_drill(record: RunRecord) -> None:
@@ -56,12 +41,8 @@ def render_drill(record: RunRecord) -> None:
 def _run(plan: ExecutionPlan, options: RunOptions) -> tuple[int, RunRecord | None]:
     from dr_engine.cli.run_cmds import execute_and_render
 
-    code = EXIT_FAILED
-    try:
-        with terminate_as_interrupt():
-            code = execute_and_render(plan, options)
-    except KeyboardInterrupt:
-        err().print("interrupted: no new step was started; the run's end was recorded", markup=False)
+    # Stop signals: handled by execute_and_render (dr_engine.interrupts), as for `dr failover`.
+    code = execute_and_render(plan, options)
     record = StateDir(options.state_dir).load(options.run_id) if options.run_id and \
         StateDir(options.state_dir).exists(options.run_id) else None
     return code, record
@@ -114,16 +95,25 @@ def failback_cmd(
     raise typer.Exit(code)
 
 
+#: How long `dr approve` waits for the run to record what it made of the answer.
+VERDICT_SECONDS = 30.0
+
+
 @handle_errors
 def approve_cmd(
     run_id: str = typer.Argument(..., help="Run id (a unique prefix or 'latest')."),
-    as_: str = typer.Option(..., "--as", help="Who approves (recorded in the audit log)."),
+    as_: str = typer.Option(..., "--as", help="Your name, recorded beside your OS user (which is what counts)."),
     reject: bool = typer.Option(False, "--reject", help="Reject instead of approving."),
     comment: str = typer.Option("", "--comment", help="Why (recorded)."),
     state_dir: Path = state_dir_option(),
 ) -> None:
-    """Answer a run waiting in a control.approve step (or for an --allow-data-loss approval)."""
-    from dr_engine.approval import pending_approval
+    """Answer a run waiting in a control.approve step (or for an --allow-data-loss approval).
+
+    The run records the name given with --as and the OS user that ran this command. An
+    --allow-data-loss approval must come from a different OS user than the run's initiator.
+    """
+    from dr_engine.approval import pending_approval, wait_for_verdict, write_approval_token
+    from dr_engine.identity import OsIdentity, TwoPersonRule
     from dr_engine.prefect_env import configure, server_mode
 
     pending = pending_approval(state_dir, run_id)
@@ -132,15 +122,43 @@ def approve_cmd(
         err().print(f"error: {as_!r} may not approve step {pending.get('step')}: allowed are {', '.join(allowed)}",
                     markup=False)
         raise typer.Exit(EXIT_USAGE)
+    me = OsIdentity.current()
+    rule = TwoPersonRule.from_dict(pending.get("two_person"))
+    problem = rule.refusal(me) if rule is not None and not reject else None
+    if problem is not None:  # refused here, before anything is sent: the run keeps waiting
+        raise RunStateError(problem[0].replace("this run", f"run {pending['run_id']}"),
+                            hint=problem[1].replace("RUN_ID", str(pending["run_id"])))
+    state = StateDir(state_dir)
+    token = ""
+    if pending.get("request_id"):
+        token = write_approval_token(state.run_dir(str(pending["run_id"])), run_id=str(pending["run_id"]),
+                                     request_id=str(pending["request_id"]), step=str(pending.get("step") or ""),
+                                     approver=as_, approve=not reject, comment=comment).name
+    seq = len(read_events(state.audit_file(str(pending["run_id"]))))
     if not server_mode() and pending.get("api_url"):
         # Answer on the server the waiting run talks to (its embedded server, in embedded mode).
         os.environ["PREFECT_API_URL"] = str(pending["api_url"])
     configure(state_dir, quiet_console=True)
     from flows.approval import answer
 
-    answer(str(pending["flow_run_id"]), approver=as_, approve=not reject, comment=comment)
-    out().print(f"{'rejected' if reject else 'approved'} step {pending.get('step')} of run {pending['run_id']} "
-                f"as {as_}", markup=False)
+    answer(str(pending["flow_run_id"]), approver=as_, approve=not reject, comment=comment, token=token)
+    what = f"step {pending.get('step')} of run {pending['run_id']} as {as_} (OS user {me})"
+    verdict = wait_for_verdict(state.audit_file(str(pending["run_id"])), token, after_seq=seq,
+                               timeout=VERDICT_SECONDS) if token else None
+    if verdict is not None and verdict["type"] == APPROVAL_REFUSED:
+        data = verdict.get("data") or {}
+        err().print(f"error: the run did not accept your answer: {data.get('reason')}\n  hint: {data.get('hint')}",
+                    markup=False)
+        raise typer.Exit(EXIT_FAILED)
+    if verdict is not None and verdict["type"] not in (APPROVAL_GRANTED, APPROVAL_REJECTED):
+        err().print(f"error: run {pending['run_id']} ended before it recorded your answer; see `dr show "
+                    f"{pending['run_id']}`", markup=False)
+        raise typer.Exit(EXIT_FAILED)
+    if verdict is None and token:
+        out().print(f"answered {what}; the run has not recorded it yet: see `dr show {pending['run_id']}`",
+                    markup=False)
+        return
+    out().print(f"{'rejected' if reject else 'approved'} {what}", markup=False)
 
 
 @handle_errors
@@ -203,4 +221,4 @@ def register(app: typer.Typer) -> None:
     app.command("drill-cleanup")(drill_cleanup_cmd)
 
 
-__all__ = ["register", "render_drill", "terminate_as_interrupt"]
+__all__ = ["register", "render_drill"]

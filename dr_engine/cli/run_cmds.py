@@ -25,7 +25,8 @@ from dr_engine.cli.common import (
 )
 from dr_engine.cli.live import LiveProgress
 from dr_engine.clock import SystemClock, parse_utc
-from dr_engine.errors import DrError
+from dr_engine.errors import DrError, RunStateError
+from dr_engine.interrupts import Interrupts
 from dr_engine.journal import rebuild_record
 from dr_engine.loader import load_runbook
 from dr_engine.model import RunMode
@@ -33,25 +34,29 @@ from dr_engine.operations import DATA_LOSS_APPROVED_BY, REQUIRE_DATA_LOSS_APPROV
 from dr_engine.plan import ExecutionPlan, build_plan
 from dr_engine.prefect_env import configure, server_mode
 from dr_engine.record import AUDIT_FILE, RunRecord, RunStatus
+from dr_engine.record_check import RunCheck, check_run
 from dr_engine.run import INCIDENT_SKEW_SECONDS, RunOptions
 from dr_engine.runbooks import resolve_runbook
 from dr_engine.statedir import StateDir
-from dr_engine.summary import fmt_seconds, rpo_line, rto_line, time_line
+from dr_engine.summary import fmt_seconds, history_lines, incident_text, rpo_line, rto_line, time_line
 
 
-def render_result(record: RunRecord, state_dir: Path) -> None:
-    """Print the end of a run: outcome, what changed, RTO/RPO, where the record is."""
+def render_result(record: RunRecord, state_dir: Path, *, verdict: str | None = None) -> None:
+    """Print the end of a run: outcome, what changed, RTO/RPO, where the record is.
+
+    ``verdict`` replaces the recorded status in the first line (``UNVERIFIED`` from ``dr show``).
+    """
     console = out()
     state = StateDir(state_dir)
-    console.print(f"Run {record.run_id}: {record.status.value.upper()}", markup=False)
+    console.print(f"Run {record.run_id}: {verdict or record.status.value.upper()}", markup=False)
     if record.status is RunStatus.SUCCEEDED and record.overrides:
         # A success reached by relaxing a safety rule must not read as a plain success.
         kinds = ", ".join(dict.fromkeys(o.kind for o in record.overrides))
         console.print(f"  succeeded WITH {len(record.overrides)} OVERRIDE(S) ({kinds}): see `dr show {record.run_id}`",
                       markup=False)
     if record.error is not None:
-        console.print(f"  halted at step {record.halted_at_step}: {record.error.kind}: {record.error.message}",
-                      markup=False)
+        where = f"halted at step {record.halted_at_step}" if record.halted_at_step else "stopped"
+        console.print(f"  {where}: {record.error.kind}: {record.error.message}", markup=False)
         if record.error.hint:
             console.print(f"  hint: {record.error.hint}", markup=False)
     changed = [s for s in record.steps if s.id in record.changed_steps]
@@ -71,36 +76,69 @@ def render_result(record: RunRecord, state_dir: Path) -> None:
     console.print(f"  audit log:  {state.audit_file(record.run_id)}", markup=False)
 
 
+def handle_stop_signals(grace_cap: float | None) -> Interrupts:
+    """Handle SIGINT/SIGTERM/SIGHUP for the whole command (see :mod:`dr_engine.interrupts`).
+
+    Installed before Prefect starts: a signal before the run exists stops the command (nothing
+    was started); once the engine runs, the first signal stops new steps and gives running ones a
+    grace, a second abandons them; after the seal a signal exits at once.
+    """
+    interrupts = Interrupts(grace_cap=grace_cap, exit_after_seal=True)
+    interrupts.install()
+    return interrupts
+
+
+def run_exit_code(record: RunRecord, interrupts: Interrupts) -> int:
+    """130/143/129 for a run stopped by SIGINT/SIGTERM/SIGHUP, else 0 for success and 1 otherwise."""
+    if record.interrupted_by and interrupts.exit_code is not None:
+        return interrupts.exit_code
+    return EXIT_OK if record.status is RunStatus.SUCCEEDED else EXIT_FAILED
+
+
+def _interrupted_before_start(interrupts: Interrupts) -> int:
+    err().print(f"interrupted ({interrupts.first_signal or 'SIGINT'}) before the run started: nothing was changed",
+                markup=False)
+    return interrupts.exit_code or 130
+
+
 def execute_and_render(plan: ExecutionPlan, options: RunOptions, *, live: bool = True) -> int:
     """Run ``plan`` through Prefect with live progress, print the summary; return the exit code.
 
-    Used by ``dr failover`` and ``dr demo``. DrErrors raised before the run starts (lock held,
-    bad incident time) are printed and mapped to their exit code.
+    Used by ``dr failover``, ``dr drill``, ``dr failback`` and ``dr demo``. DrErrors raised before
+    the run starts (lock held, bad incident time) are printed and mapped to their exit code.
     """
-    configure(options.state_dir, quiet_console=True)
-    from flows.failover import launch  # Prefect is imported only when something runs
-
+    interrupts = options.interrupts or handle_stop_signals(options.grace_cap)
+    options.interrupts = interrupts
     try:
+        configure(options.state_dir, quiet_console=True)
+        from flows.failover import launch  # Prefect is imported only when something runs
+
         record = launch(plan, options, progress=LiveProgress(err()) if live else None)
+    except KeyboardInterrupt:
+        return _interrupted_before_start(interrupts)
     except DrError as exc:
         if STATE.debug:
             raise
         err().print(f"error: {exc}", markup=False)
         return exc.exit_code
     render_result(record, options.state_dir)
-    return EXIT_OK if record.status is RunStatus.SUCCEEDED else EXIT_FAILED
+    return run_exit_code(record, interrupts)
 
 
 def resume_and_render(state_dir: Path, run_id: str, *, force: bool = False, reason: str = "",
-                      take_over_lock: bool = False, live: bool = True) -> int:
+                      take_over_lock: bool = False, live: bool = True, grace_cap: float | None = None) -> int:
     """Resume a run through Prefect with live progress; return the exit code."""
-    configure(state_dir, quiet_console=True)
-    from flows.failover import resume_run
+    interrupts = handle_stop_signals(grace_cap)
+    try:
+        configure(state_dir, quiet_console=True)
+        from flows.failover import resume_run
 
-    record = resume_run(state_dir, run_id, force=force, reason=reason, take_over_lock=take_over_lock,
-                        progress=LiveProgress(err()) if live else None)
+        record = resume_run(state_dir, run_id, force=force, reason=reason, take_over_lock=take_over_lock,
+                            progress=LiveProgress(err()) if live else None, interrupts=interrupts)
+    except KeyboardInterrupt:
+        return _interrupted_before_start(interrupts)
     render_result(record, state_dir)
-    return EXIT_OK if record.status is RunStatus.SUCCEEDED else EXIT_FAILED
+    return run_exit_code(record, interrupts)
 
 
 def _confirm(plan: ExecutionPlan, yes: bool) -> None:
@@ -141,6 +179,10 @@ def failover_cmd(
     concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Steps run at the same time."),
     take_over_lock: bool = typer.Option(False, "--take-over-lock",
                                         help="Take over a STALE failover lock (holder dead or expired)."),
+    grace: float = typer.Option(None, "--grace", min=0,
+                                help="After Ctrl-C/SIGTERM, the longest wait in seconds for running steps "
+                                     "to finish before they are abandoned (default 120, or "
+                                     "DR_INTERRUPT_GRACE)."),
     state_dir: Path = state_dir_option(),
 ) -> None:
     """Fail an application over to its target region (asks you to type the runbook name)."""
@@ -163,7 +205,7 @@ def failover_cmd(
     _confirm(plan, yes)
     options = RunOptions(mode=RunMode.FAILOVER, state_dir=state_dir, incident_start=incident,
                          allow_data_loss=allow_data_loss, reason=reason, concurrency=concurrency,
-                         take_over_lock=take_over_lock)
+                         take_over_lock=take_over_lock, grace_cap=grace)
     if allow_data_loss:
         options.extras[REQUIRE_DATA_LOSS_APPROVAL] = True
         if approved_by:
@@ -180,17 +222,34 @@ def resume_cmd(
     take_over_lock: bool = typer.Option(False, "--take-over-lock", "--take-over",
                                         help="Take over a stale lock of another run, or this run's lease "
                                              "held on a crashed machine (audited)."),
+    grace: float = typer.Option(None, "--grace", min=0,
+                                help="After Ctrl-C/SIGTERM, the longest wait in seconds for running steps "
+                                     "to finish before they are abandoned (default 120, or "
+                                     "DR_INTERRUPT_GRACE)."),
     state_dir: Path = state_dir_option(),
 ) -> None:
     """Resume an interrupted or halted run: finished steps are skipped, the rest re-run."""
     raise typer.Exit(resume_and_render(state_dir, run_id, force=force, reason=reason,
-                                       take_over_lock=take_over_lock))
+                                       take_over_lock=take_over_lock, grace_cap=grace))
 
 
-def _run_row(record: RunRecord) -> dict[str, Any]:
+UNVERIFIED = "UNVERIFIED"
+
+
+def _check(state: StateDir, run_id: str, record: RunRecord | None = None) -> RunCheck:
+    """The run's verification (:mod:`dr_engine.record_check`); an unreadable run.json does not verify."""
+    run_dir = state.run_dir(run_id)
+    try:
+        return check_run(run_dir, record)
+    except RunStateError as exc:
+        return RunCheck(False, f"run.json cannot be read: {exc}", verify(run_dir / AUDIT_FILE))
+
+
+def _run_row(record: RunRecord, check: RunCheck) -> dict[str, Any]:
     return {"run_id": record.run_id, "runbook": record.runbook, "mode": record.mode, "status": record.status.value,
             "started_at": record.started_at, "finished_at": record.finished_at, "rto_seconds": record.rto_seconds,
-            "rto_met": record.rto_met, "rpo_met": record.rpo_met, "triggered_by": record.triggered_by}
+            "rto_met": record.rto_met, "rpo_met": record.rpo_met, "triggered_by": record.triggered_by,
+            "verified": check.verified, "verification": check.verification}
 
 
 @handle_errors
@@ -199,9 +258,11 @@ def runs_cmd(
     state_dir: Path = state_dir_option(),
 ) -> None:
     """List runs with their status (oldest first)."""
-    records = StateDir(state_dir).list_runs()
+    state = StateDir(state_dir)
+    records = state.list_runs()
+    checks = {r.run_id: _check(state, r.run_id, r) for r in records}
     if output is Output.JSON:
-        print_json([_run_row(r) for r in records])
+        print_json([_run_row(r, checks[r.run_id]) for r in records])
         return
     console = out()
     if not records:
@@ -212,8 +273,15 @@ def runs_cmd(
         table.add_column(column)
     for r in records:
         rto = fmt_seconds(r.rto_seconds) + ("" if r.rto_met is None else (" ok" if r.rto_met else " BREACH"))
+        if not checks[r.run_id].verified:
+            # What an unverified record claims (status, RTO) is not established: do not list it as fact.
+            table.add_row(r.run_id, r.runbook, r.mode, UNVERIFIED, r.started_at, "-", r.triggered_by)
+            continue
         table.add_row(r.run_id, r.runbook, r.mode, r.status.value, r.started_at, rto, r.triggered_by)
     console.print(table)
+    for run_id, check in checks.items():
+        if not check.verified:
+            console.print(f"{run_id}: UNVERIFIED: {check.verification}", markup=False)
 
 
 @handle_errors
@@ -227,14 +295,21 @@ def show_cmd(
     state = StateDir(state_dir)
     full_id = state.resolve_run_id(run_id)
     record = (rebuild_record(read_events(state.audit_file(full_id))) if rebuild else state.load(full_id))
+    check = _check(state, full_id, None if rebuild else record)
     if output is Output.JSON:
-        print_json(record.model_dump(mode="json"))
+        print_json({**record.model_dump(mode="json"), "verified": check.verified,
+                    "verification": check.verification})
         return
     console = out()
+    verdict = None if check.verified else UNVERIFIED
     console.print(f"Run {record.run_id}: {record.mode} of {record.runbook} ({record.source} -> {record.target}) "
-                  f"{record.status.value.upper()}", markup=False)
+                  f"{verdict or record.status.value.upper()}", markup=False)
+    if not check.verified:
+        console.print(f"  UNVERIFIED: {check.verification}", markup=False)
+        console.print(f"  what follows is what the records claim (status {record.status.value}), not established "
+                      f"fact: keep run.json and audit.jsonl as evidence (`dr audit verify {full_id}`)", markup=False)
     console.print(f"  by {record.triggered_by}{': ' + record.reason if record.reason else ''}; incident start "
-                  f"{record.incident_started_at}; run {record.started_at} -> {record.finished_at or '...'}",
+                  f"{incident_text(record)}; run {record.started_at} -> {record.finished_at or '...'}",
                   markup=False)
     table = Table(box=None, pad_edge=False)
     for column in ("wave", "step", "action", "status", "duration", "tries", "result"):
@@ -243,9 +318,11 @@ def show_cmd(
         table.add_row(str(s.wave + 1), s.id, s.action, s.status.value, fmt_seconds(s.duration_seconds),
                       str(s.attempts), (s.error.message if s.error else s.summary)[:80])
     console.print(table)
+    for line in history_lines(record):  # sessions, halts and failed attempts a resume moved past
+        console.print(f"  {line}", markup=False)
     for override in record.overrides:
         console.print(f"  override ({override.kind}): {override.detail}", markup=False)
-    render_result(record, state_dir)
+    render_result(record, state_dir, verdict=verdict)
     console.print(f"  audit head: {record.audit_head} ({record.audit_count} events)", markup=False)
 
 

@@ -1,0 +1,127 @@
+"""Stop signals reaching the engine: grace for running steps, abandonment, a seal that holds.
+
+In-process (the engine runs on pytest's main thread, signals are real ``os.kill`` to this
+process); the CLI behaviour with a terminal is tested in tests/integration/prefect/test_interrupts_cli.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import dr_engine.testing.actions  # noqa: F401 - registers the fake actions
+from dr_engine.audit import read_events, verify
+from dr_engine.executors import ThreadExecutor
+from dr_engine.interrupts import Interrupts
+from dr_engine.lock import NullLock
+from dr_engine.record import RunStatus, StepStatus
+from dr_engine.run import RunOptions, resume_run, start_run
+from dr_engine.statedir import StateDir
+from dr_engine.testing.runbooks import plan_from_steps
+
+STEPS = """
+- id: slow
+  action: control.wait
+  with: {duration: WAIT}
+  timeout: 10m
+- id: after-slow
+  action: fake.check_health
+  after: [slow]
+"""
+
+
+def _signal_later(*delays_and_signals: tuple[float, int]) -> threading.Thread:
+    def send() -> None:
+        for delay, sig in delays_and_signals:
+            time.sleep(delay)
+            os.kill(os.getpid(), sig)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+def _options(state: Path, interrupts: Interrupts) -> RunOptions:
+    return RunOptions(state_dir=state, lock=NullLock(), concurrency=2, interrupts=interrupts)
+
+
+def _types(state: Path, run_id: str) -> list[str]:
+    return [e["type"] for e in read_events(StateDir(state).audit_file(run_id))]
+
+
+@pytest.fixture(autouse=True)
+def _restore_handlers() -> object:
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield None
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_a_step_that_ends_within_the_grace_is_recorded_before_the_seal(tmp_path: Path) -> None:
+    plan = plan_from_steps(tmp_path, STEPS.replace("WAIT", "1500ms"), name="grace-ok")
+    said: list[str] = []
+    interrupts = Interrupts(grace_cap=60, write=said.append)
+    _signal_later((0.4, signal.SIGINT))
+    with interrupts.installed():
+        record = start_run(plan, _options(tmp_path / "state", interrupts))
+    assert record.status is RunStatus.CANCELLED
+    assert record.step("slow").status is StepStatus.SUCCEEDED
+    assert record.step("after-slow").status is StepStatus.PENDING  # no new step started
+    assert record.interrupted_by == ["SIGINT"]
+    assert record.error is not None and record.error.kind == "Interrupted"
+    types = _types(tmp_path / "state", record.run_id)
+    assert types.index("run.interrupted") < types.index("step.succeeded") < types.index("run.finished")
+    assert types[-1] == "run.finished"
+    assert verify(StateDir(tmp_path / "state").audit_file(record.run_id)).ok
+    assert "slow" in said[0] and "no new step will start" in said[0]
+    assert interrupts.exit_code == 130
+
+
+def test_a_second_signal_abandons_a_blocked_step_at_once_and_resume_reruns_it(tmp_path: Path) -> None:
+    plan = plan_from_steps(tmp_path, STEPS.replace("WAIT", "5s"), name="abandon")
+    interrupts = Interrupts(grace_cap=600, write=lambda text: None)
+    _signal_later((0.4, signal.SIGTERM), (0.3, signal.SIGTERM))
+    started = time.monotonic()
+    with interrupts.installed():
+        record = start_run(plan, _options(tmp_path / "state", interrupts))
+    returned_after = time.monotonic() - started
+    assert returned_after < 20, "the engine waited for the blocked step instead of abandoning it"
+    assert record.status is RunStatus.CANCELLED
+    assert record.step("slow").status is StepStatus.ABANDONED
+    assert record.interrupted_by == ["SIGTERM"] and interrupts.exit_code == 143
+    audit = StateDir(tmp_path / "state").audit_file(record.run_id)
+    types = _types(tmp_path / "state", record.run_id)
+    assert types[-3:] == ["step.abandoned", "run.halted", "run.finished"]
+    assert verify(audit).ok
+    # Resume re-runs the abandoned step (shortened: the runbook is unchanged, the wait is what it is).
+    resumed = resume_run(tmp_path / "state", record.run_id, lock=NullLock(),
+                         executor=ThreadExecutor(2))
+    assert resumed.status is RunStatus.SUCCEEDED
+    assert resumed.step("slow").status is StepStatus.SUCCEEDED
+    assert verify(audit).ok
+
+
+def test_the_grace_ends_with_the_steps_abandoned(tmp_path: Path) -> None:
+    plan = plan_from_steps(tmp_path, STEPS.replace("WAIT", "30s"), name="grace-over")
+    interrupts = Interrupts(grace_cap=0.5, write=lambda text: None)
+    _signal_later((0.3, signal.SIGHUP))
+    with interrupts.installed():
+        record = start_run(plan, _options(tmp_path / "state", interrupts))
+    assert record.step("slow").status is StepStatus.ABANDONED
+    assert record.step("slow").error is not None and "grace" in record.step("slow").error.message
+    assert interrupts.exit_code == 129
+    assert verify(StateDir(tmp_path / "state").audit_file(record.run_id)).ok
+
+
+def test_the_engine_handles_signals_itself_when_nobody_installed_a_handler(tmp_path: Path) -> None:
+    plan = plan_from_steps(tmp_path, STEPS.replace("WAIT", "1s"), name="own-handler")
+    before = signal.getsignal(signal.SIGINT)
+    _signal_later((0.3, signal.SIGINT))
+    record = start_run(plan, RunOptions(state_dir=tmp_path / "state", lock=NullLock(), concurrency=2, grace_cap=30))
+    assert record.status is RunStatus.CANCELLED and record.step("slow").status is StepStatus.SUCCEEDED
+    assert signal.getsignal(signal.SIGINT) is before  # put back after the run
