@@ -47,9 +47,10 @@ def report_cmd(
 ) -> None:
     """Render the report of one run, or with --since the period report over many runs."""
     # Imported here: the renderers pull in matplotlib, which would slow every `dr` command.
-    from dr_engine.report.publish import REPORT_DIR, render_period_files, write_files, write_run_reports
+    from dr_engine.report.publish import REPORT_DIR, render_period_files, render_run_files, run_report, write_files
 
     chosen = _formats(formats)
+    unverified: list[tuple[str, str]] = []  # (run id, why): reported after the files are written
     if run_id and since:
         raise typer.BadParameter("give either a RUN_ID or --since, not both", param_hint="RUN_ID")
     if since:
@@ -59,19 +60,33 @@ def report_cmd(
                                      runbooks_dir=runbooks_dir())
         target = out_dir or state_dir / "reports" / f"period-{period.since[:10]}-{period.until[:10]}"
         written = write_files(target, render_period_files(period, chosen))
+        flagged = f", {len(period.unverified_runs)} UNVERIFIED" if period.unverified_runs else ""
         out().print(f"period report {period.verdict}: {period.total_runs} run(s), success rate "
-                    f"{'-' if period.success_rate is None else f'{period.success_rate * 100:.1f} %'}", markup=False)
+                    f"{'-' if period.success_rate is None else f'{period.success_rate * 100:.1f} %'}{flagged}",
+                    markup=False)
+        unverified = [(run.run_id, run.verification) for run in period.runs if not run.verified]
     elif run_id:
         if until or runbook:
             raise typer.BadParameter("--until/--runbook apply to period reports (with --since)", param_hint="--since")
         state = StateDir(state_dir)
         run_dir = state.run_dir(state.resolve_run_id(run_id))
-        written = write_run_reports(run_dir, chosen, out_dir or run_dir / REPORT_DIR)
+        report = run_report(run_dir)
+        written = write_files(out_dir or run_dir / REPORT_DIR, render_run_files(report, chosen))
+        if not report.verified:
+            unverified.append((report.identification.run_id, report.verification))
     else:
         err().print("error: give a RUN_ID, or --since DATE for a period report", markup=False)
         raise typer.Exit(EXIT_USAGE)
     for path in written:
         out().print(str(path), markup=False)
+    if unverified:
+        # The files are written (they say UNVERIFIED), but a report of unverified records is not
+        # evidence of anything: fail so that no script files it as a passed test.
+        for unverified_id, why in unverified:
+            err().print(f"run {unverified_id}: UNVERIFIED: {why}", markup=False)
+        err().print("  hint: the report reads UNVERIFIED; keep run.json and audit.jsonl as evidence and check them "
+                    "with `dr audit verify RUN_ID`", markup=False)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @handle_errors

@@ -40,6 +40,7 @@ class PeriodFacts:
     failed_objective_runs: list[str]
     unremediated_runs: list[str]
     open_remediation: int
+    #: Runs whose records do not verify (broken audit chain, or run.json disagrees with the log).
     chain_problems: list[str]
 
 
@@ -78,7 +79,7 @@ def _status(kind: str, facts: PeriodFacts) -> tuple[str, str]:
         return "gap", "no successful test in the period"
     problems: list[str] = []
     if facts.chain_problems:
-        problems.append(f"audit chain broken for {', '.join(facts.chain_problems)}")
+        problems.append(f"records do not verify (UNVERIFIED) for {', '.join(facts.chain_problems)}")
     if kind == "cadence":
         if facts.overdue:
             problems.append(f"test overdue: {', '.join(facts.overdue)}")

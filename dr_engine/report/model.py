@@ -19,9 +19,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from dr_engine.clock import utc_iso
+from dr_engine.errors import RunStateError
+from dr_engine.journal import rebuild_record
+from dr_engine.record import RECORD_VERSION
+from dr_engine.recovery import UNDECLARED_INCIDENT
 from dr_engine.report.formatting import fmt_bytes, fmt_seconds, parse_ts
 from dr_engine.report.notes import RemediationItem, fold_notes
-from dr_engine.report.redact import redact_value
+from dr_engine.report.redact import redact_text, redact_value
 from dr_engine.report.source import RunSource
 
 REPORT_SCHEMA = "dr-engine/run-report/1"
@@ -47,6 +51,10 @@ class Identification(BaseModel):
     reason: str = ""
     triggered_by: str = ""
     incident_started_at: str | None = None
+    #: False when no incident start was declared: it defaulted to the run start (RTO a lower bound).
+    incident_declared: bool = True
+    #: What every format says about the incident start ("declared (--incident-start)" or why not).
+    incident_note: str = ""
     started_at: str | None = None
     finished_at: str | None = None
     resumes: int = 0
@@ -82,14 +90,50 @@ class StepRow(BaseModel):
 
 
 class Attempt(BaseModel):
-    """One attempt of a step (from ``step.attempt`` events), for the timeline chart."""
+    """One attempt of a step, in any session of the run (``StepRecord.history``), for tables and the chart."""
 
     step_id: str
     attempt: int
+    #: 1 for the first session, 2 after the first resume, ...
+    session: int = 1
     started_at: str | None = None
     finished_at: str | None = None
     ok: bool = True
+    #: succeeded | failed | retried | interrupted | cancelled | abandoned ("" for records without history).
+    outcome: str = ""
     error: str = ""
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """How long the attempt ran, when both ends are known."""
+        return _seconds_between(self.started_at, self.finished_at)
+
+
+class SessionRow(BaseModel):
+    """One session of the run (the first start, then each resume) and how it ended."""
+
+    number: int
+    started_at: str
+    finished_at: str | None = None
+    #: failed | halted | cancelled | succeeded, ``interrupted`` (its process died), ``running``.
+    status: str
+    halted_at_step: str | None = None
+    error: str = ""
+    actor: str = ""
+    reason: str = ""
+    #: Time halted between the end of this session and the next one (None for the last session).
+    halted_after_seconds: float | None = None
+
+
+class TimeSplit(BaseModel):
+    """The RTO (or, when never healthy, the time to the run's end) in four parts that add up to it."""
+
+    until: str = Field(description="healthy (the RTO) | run_finished (never healthy)")
+    total_seconds: float
+    before_run_seconds: float
+    machine_seconds: float
+    human_wait_seconds: float
+    halted_seconds: float
 
 
 class Recovery(BaseModel):
@@ -107,6 +151,7 @@ class Recovery(BaseModel):
     rpo_target_seconds: float
     rpo_met: bool | None = None
     allow_data_loss: bool = False
+    breakdown: TimeSplit | None = None
 
 
 class TimelineEntry(BaseModel):
@@ -173,12 +218,15 @@ class RunReport(BaseModel):
     schema_: str = Field(default=REPORT_SCHEMA, alias="schema")
     generated_at: str
     title: str
-    verdict: str
+    verdict: str = Field(description="PASSED | FAILED | IN PROGRESS | UNVERIFIED")
+    verified: bool = Field(description="the audit chain verifies and run.json agrees with the audit log")
+    verification: str = Field(description="why the run does not verify; empty when verified")
     identification: Identification
     objectives: list[Objective]
     recovery: Recovery
     steps: list[StepRow]
     attempts: list[Attempt]
+    sessions: list[SessionRow] = Field(default_factory=list)
     timeline: list[TimelineEntry]
     deviations: list[Deviation]
     approvals: list[Approval]
@@ -268,8 +316,46 @@ def _shift(stamp: str | None, seconds: float) -> str | None:
     return None if moment is None else utc_iso(moment + timedelta(seconds=seconds))
 
 
+def _history(record: dict[str, Any], steps: list[StepRow], events: list[dict[str, Any]]) -> list[Attempt]:
+    """Every attempt of every step in every session (``StepRecord.history``), in plan order.
+
+    A step without history (a record whose history could not be folded) falls back to the
+    spans found in its ``step.attempt`` events (:func:`_attempts`).
+    """
+    spans: list[Attempt] = []
+    known = {str(step.get("id")): step.get("history") or [] for step in record.get("steps") or []}
+    missing = [row for row in steps if not known.get(row.id)]
+    for row in steps:
+        for item in known.get(row.id) or []:
+            outcome = str(item.get("outcome") or "running")
+            spans.append(Attempt(step_id=row.id, attempt=int(item.get("attempt") or len(spans) + 1),
+                                 session=int(item.get("session") or 1), started_at=item.get("started_at"),
+                                 finished_at=item.get("finished_at"), ok=outcome in ("succeeded", "running"),
+                                 outcome=outcome, error=_error_text(item.get("error"))))
+    if missing:
+        fallback = _attempts(missing, events)
+        order = {row.id: index for index, row in enumerate(steps)}
+        spans = sorted(spans + fallback, key=lambda a: (order.get(a.step_id, 0), a.attempt))
+    return spans
+
+
+def _sessions(record: dict[str, Any]) -> list[SessionRow]:
+    rows: list[SessionRow] = []
+    sessions = [s for s in record.get("sessions") or [] if isinstance(s, dict)]
+    for number, session in enumerate(sessions, start=1):
+        following = sessions[number] if number < len(sessions) else None
+        stopped = session.get("finished_at") or session.get("last_event_at")
+        gap = _seconds_between(stopped, following.get("started_at")) if following is not None else None
+        rows.append(SessionRow(
+            number=number, started_at=str(session.get("started_at") or ""), finished_at=session.get("finished_at"),
+            status=str(session.get("status") or "running"), halted_at_step=session.get("halted_at_step"),
+            error=_error_text(session.get("error")), actor=str(session.get("actor") or ""),
+            reason=str(session.get("reason") or ""), halted_after_seconds=None if gap is None else max(0.0, gap)))
+    return rows
+
+
 def _attempts(steps: list[StepRow], events: list[dict[str, Any]]) -> list[Attempt]:
-    """Per-attempt spans of every step that ran, for the timeline chart.
+    """Per-attempt spans of steps, derived from their events (records without attempt history).
 
     ``step.attempt`` events mark a failed attempt (``error``, ``wait_seconds`` of backoff
     before the next one) at their time; an attempt runs from the step start (or the end of
@@ -333,7 +419,8 @@ _SEVERITY = {"step.failed": "bad", "run.halted": "bad", "approval.rejected": "ba
              "step.skipped": "warn", "approval.requested": "human", "approval.granted": "human"}
 
 
-def _timeline(record: dict[str, Any], events: list[dict[str, Any]]) -> list[TimelineEntry]:
+def _timeline(record: dict[str, Any], events: list[dict[str, Any]], *, declared: bool = True,
+              sessions: list[SessionRow] | None = None) -> list[TimelineEntry]:
     entries: list[TimelineEntry] = []
     incident = record.get("incident_started_at")
     evented = {str(_data(e).get("name")) for e in events if e.get("type") == "milestone"}
@@ -375,10 +462,27 @@ def _timeline(record: dict[str, Any], events: list[dict[str, Any]]) -> list[Time
             label = f"{label}: {step}"
         entries.append(TimelineEntry(at=_at(event), event=label, detail=detail,
                                      actor=str(event.get("actor") or ""), severity=severity))
-    # Stable sort by time; the declared incident comes first when it coincides with the run start.
+    _annotate_timeline(entries, declared, sessions or [])
+    # Stable sort by time; the incident start comes first when it coincides with the run start.
     entries.sort(key=lambda e: (parse_ts(e.at) or datetime.min.replace(tzinfo=UTC),
-                                e.event != _MILESTONE_TEXT["incident_started"]))
+                                e.event not in (_MILESTONE_TEXT["incident_started"], UNDECLARED_INCIDENT_EVENT)))
     return entries
+
+
+#: The timeline's first line when nobody declared when the incident started.
+UNDECLARED_INCIDENT_EVENT = f"Incident start {UNDECLARED_INCIDENT}"
+
+
+def _annotate_timeline(entries: list[TimelineEntry], declared: bool, sessions: list[SessionRow]) -> None:
+    """Say when the incident start was not declared, and how long the run was halted before each resume."""
+    resumed_after = {s.started_at: sessions[s.number - 2].halted_after_seconds for s in sessions if s.number > 1}
+    for entry in entries:
+        if entry.event == _MILESTONE_TEXT["incident_started"] and not declared:
+            entry.event = UNDECLARED_INCIDENT_EVENT
+            entry.detail = "no --incident-start was given: the run start stands in for it"
+        elif entry.event == _EVENT_TEXT["run.resumed"] and resumed_after.get(entry.at) is not None:
+            halted = f"after {fmt_seconds(resumed_after[entry.at])} halted between sessions"
+            entry.detail = f"{halted} - {entry.detail}" if entry.detail else halted
 
 
 def _event_detail(kind: str, data: dict[str, Any]) -> str:
@@ -443,27 +547,76 @@ def _approvals(steps: list[StepRow], events: list[dict[str, Any]]) -> list[Appro
     return approvals
 
 
-def _deviations(record: dict[str, Any], steps: list[StepRow], attempts: list[Attempt],
-                events: list[dict[str, Any]]) -> list[Deviation]:
+#: Attempt outcome -> (deviation kind, what happened). Every attempt that did not succeed is one.
+_ATTEMPT_DEVIATIONS = {
+    "retried": ("retry", "failed and was retried"),
+    "failed": ("failure", "failed"),
+    "interrupted": ("interrupted", "interrupted: its session ended while it ran"),
+    "cancelled": ("cancelled", "cancelled with the run while it ran"),
+    "abandoned": ("abandoned", "abandoned while running"),
+}
+#: Session status -> deviation kind: how a session other than a success ended.
+_SESSION_DEVIATIONS = {"failed": "halt", "halted": "halt", "cancelled": "cancellation",
+                       "interrupted": "interruption"}
+
+
+def _attempt_deviations(row: StepRow, mine: list[Attempt]) -> list[Deviation]:
     found: list[Deviation] = []
-    skip_reasons = {(_step_of(e) or ""): str(_data(e).get("reason") or "") for e in events
-                    if e.get("type") == "step.skipped"}
-    for row in steps:
+    if not any(a.outcome for a in mine):  # no history: what the step's own fields and events say
         if row.attempts > 1:
-            errors = [a.error for a in attempts if a.step_id == row.id and not a.ok and a.error]
-            detail = f"{row.attempts} attempts"
-            found.append(Deviation(kind="retry", step_id=row.id, detail=detail,
+            errors = [a.error for a in mine if not a.ok and a.error]
+            found.append(Deviation(kind="retry", step_id=row.id, detail=f"{row.attempts} attempts",
                                    reason="; ".join(dict.fromkeys(errors)), at=row.started_at))
         if row.status == "failed":
             found.append(Deviation(kind="failure", step_id=row.id, detail=f"{row.action} failed",
                                    reason=row.error, at=row.finished_at))
-        elif row.status == "skipped":
+        return found
+    for attempt in mine:
+        if attempt.outcome not in _ATTEMPT_DEVIATIONS:
+            continue
+        kind, what = _ATTEMPT_DEVIATIONS[attempt.outcome]
+        found.append(Deviation(kind=kind, step_id=row.id,
+                               detail=f"{row.action} attempt {attempt.attempt} (session {attempt.session}) {what}",
+                               reason=attempt.error, at=attempt.finished_at or attempt.started_at))
+    return found
+
+
+def _session_deviations(sessions: list[SessionRow]) -> list[Deviation]:
+    found: list[Deviation] = []
+    for session in sessions:
+        kind = _SESSION_DEVIATIONS.get(session.status)
+        if kind is None:
+            continue
+        detail = f"session {session.number} ended {session.status}"
+        if session.halted_at_step:
+            detail += f" at step {session.halted_at_step}"
+        if session.halted_after_seconds is not None and session.number < len(sessions):
+            resumed = sessions[session.number]
+            detail += f"; halted {fmt_seconds(session.halted_after_seconds)} until resumed"
+            detail += f" by {resumed.actor}" if resumed.actor else ""
+            detail += f" ({resumed.reason})" if resumed.reason else ""
+        found.append(Deviation(kind=kind, step_id=session.halted_at_step, detail=detail,
+                               reason=session.error, at=session.finished_at or session.started_at))
+    return found
+
+
+def _deviations(record: dict[str, Any], steps: list[StepRow], attempts: list[Attempt],
+                events: list[dict[str, Any]], sessions: list[SessionRow] | None = None) -> list[Deviation]:
+    found: list[Deviation] = []
+    skip_reasons = {(_step_of(e) or ""): str(_data(e).get("reason") or "") for e in events
+                    if e.get("type") == "step.skipped"}
+    for row in steps:
+        mine = [a for a in attempts if a.step_id == row.id]
+        found += _attempt_deviations(row, mine)
+        if row.status == "skipped":
             found.append(Deviation(kind="skip", step_id=row.id, detail=f"{row.action} skipped",
                                    reason=skip_reasons.get(row.id, ""), at=row.finished_at or row.started_at))
-        elif row.status in ("pending", "running") and record.get("status") not in (None, "running", "succeeded"):
+        elif (row.status == "pending" or (row.status == "running" and not mine)) \
+                and record.get("status") not in (None, "running", "succeeded"):
             halted = record.get("halted_at_step")
             found.append(Deviation(kind="not-run", step_id=row.id, detail=f"{row.action} did not run",
                                    reason=f"run {record.get('status')}" + (f" at step {halted}" if halted else "")))
+    found += _session_deviations(sessions or [])
     for override in record.get("overrides") or []:
         found.append(Deviation(kind="override", detail=str(override.get("kind") or "override"),
                                reason=str(override.get("detail") or ""), at=override.get("at"),
@@ -503,7 +656,9 @@ def _objectives(record: dict[str, Any]) -> list[Objective]:
         Objective(name="RTO (recovery time)", target=f"<= {fmt_seconds(record.get('rto_target_seconds'))}",
                   achieved=fmt_seconds(rto) if rto is not None else "not reached",
                   met=record.get("rto_met"),
-                  detail="measured from incident start to healthy in the target region"),
+                  detail="measured from incident start to healthy in the target region" if _incident_declared(record)
+                  else f"measured from run start to healthy in the target region (incident start "
+                  f"{UNDECLARED_INCIDENT})"),
         Objective(name="RPO (data loss)", target=f"<= {fmt_seconds(record.get('rpo_target_seconds'))}",
                   achieved=_rpo_achieved(record), met=record.get("rpo_met"),
                   detail="replication lag at cutover and rows lost by reconciliation"),
@@ -524,7 +679,13 @@ def _data_integrity(steps: list[StepRow]) -> DataIntegrity:
     return DataIntegrity(status="not-checked", detail="data checks did not run to completion", checks=reconcile)
 
 
-def _verdict(record: dict[str, Any]) -> str:
+#: The verdict of a run whose records do not verify: what they claim is not established.
+UNVERIFIED = "UNVERIFIED"
+
+
+def _verdict(record: dict[str, Any], *, verified: bool = True) -> str:
+    if not verified:
+        return UNVERIFIED
     status = record.get("status")
     if status == "running":
         return "IN PROGRESS"
@@ -543,12 +704,49 @@ def content_digest(report: RunReport) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def _incident_declared(record: dict[str, Any]) -> bool:
+    declared = record.get("incident_start_declared")
+    if isinstance(declared, bool):
+        return declared
+    # A record written before the field: a declared start differs from the run start.
+    return record.get("incident_started_at") != record.get("started_at")
+
+
+def _with_history(record: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A record written before the attempt history (version 1), completed from its audit log.
+
+    The log holds every attempt and session, so the report of an old run shows them too; when
+    the log cannot be replayed the record is used as it is.
+    """
+    if int(record.get("record_version") or 1) >= RECORD_VERSION or not events:
+        return record
+    try:
+        rebuilt = rebuild_record(events).model_dump(mode="json")
+    except (RunStateError, ValueError, KeyError, TypeError):
+        return record
+    folded = {str(step.get("id")): step for step in rebuilt.get("steps") or []}
+    merged = dict(record)
+    merged["steps"] = [{**step, "history": folded.get(str(step.get("id")), {}).get("history") or [],
+                        "attempts": folded.get(str(step.get("id")), {}).get("attempts", step.get("attempts"))}
+                       for step in record.get("steps") or []]
+    for key in ("sessions", "rto_breakdown", "incident_start_declared"):
+        merged[key] = rebuilt.get(key)
+    return merged
+
+
+def _split(record: dict[str, Any]) -> TimeSplit | None:
+    split = record.get("rto_breakdown")
+    return TimeSplit.model_validate(split) if isinstance(split, dict) else None
+
+
 def build_run_report(source: RunSource, *, now: datetime | None = None) -> RunReport:
     """Build the report model of one run from its records (redacted, digest filled in)."""
-    record: dict[str, Any] = redact_value(source.record)
+    record: dict[str, Any] = redact_value(_with_history(source.record, source.events))
     events: list[dict[str, Any]] = redact_value(source.events)
     steps = _steps(record)
-    attempts = _attempts(steps, events)
+    attempts = _history(record, steps, events)
+    sessions = _sessions(record)
+    declared = _incident_declared(record)
     mode = str(record.get("mode") or "failover")
     ident = Identification(
         run_id=str(record.get("run_id")), mode=mode, mode_label=MODE_LABELS.get(mode, mode),
@@ -557,6 +755,7 @@ def build_run_report(source: RunSource, *, now: datetime | None = None) -> RunRe
         git_commit=record.get("git_commit"), source=str(record.get("source") or ""),
         target=str(record.get("target") or ""), reason=str(record.get("reason") or ""),
         triggered_by=str(record.get("triggered_by") or ""), incident_started_at=record.get("incident_started_at"),
+        incident_declared=declared, incident_note="declared (--incident-start)" if declared else UNDECLARED_INCIDENT,
         started_at=record.get("started_at"), finished_at=record.get("finished_at"),
         resumes=int(record.get("resumes") or 0), owner=record.get("owner"),
     )
@@ -567,7 +766,7 @@ def build_run_report(source: RunSource, *, now: datetime | None = None) -> RunRe
         machine_seconds=record.get("machine_seconds"), rpo_seconds=record.get("rpo_seconds"),
         rpo_lag_bytes=record.get("rpo_lag_bytes"), rows_lost=record.get("rows_lost"),
         rpo_target_seconds=float(record.get("rpo_target_seconds") or 0), rpo_met=record.get("rpo_met"),
-        allow_data_loss=bool(record.get("allow_data_loss")),
+        allow_data_loss=bool(record.get("allow_data_loss")), breakdown=_split(record),
     )
     chain = source.chain
     integrity = Integrity(
@@ -578,12 +777,14 @@ def build_run_report(source: RunSource, *, now: datetime | None = None) -> RunRe
         notes_chain_reason="" if source.notes_chain is None else source.notes_chain.reason,
         retained_at=str(source.run_dir.resolve()),
     )
-    verdict = _verdict(record)
+    verdict = _verdict(record, verified=source.verified)
     title = f"{MODE_LABELS.get(mode, mode)} report - {ident.runbook}"
     report = RunReport(
-        generated_at=utc_iso(now or datetime.now(UTC)), title=title, verdict=verdict, identification=ident,
-        objectives=_objectives(record), recovery=recovery, steps=steps, attempts=attempts,
-        timeline=_timeline(record, events), deviations=_deviations(record, steps, attempts, events),
+        generated_at=utc_iso(now or datetime.now(UTC)), title=title, verdict=verdict, verified=source.verified,
+        verification=redact_text(source.verification), identification=ident,
+        objectives=_objectives(record), recovery=recovery, steps=steps, attempts=attempts, sessions=sessions,
+        timeline=_timeline(record, events, declared=declared, sessions=sessions),
+        deviations=_deviations(record, steps, attempts, events, sessions),
         approvals=_approvals(steps, events), data_integrity=_data_integrity(steps),
         remediation=fold_notes(redact_value(source.notes)), integrity=integrity,
     )
@@ -593,6 +794,8 @@ def build_run_report(source: RunSource, *, now: datetime | None = None) -> RunRe
 
 __all__ = [
     "REPORT_SCHEMA",
+    "UNDECLARED_INCIDENT_EVENT",
+    "UNVERIFIED",
     "Approval",
     "Attempt",
     "DataIntegrity",
@@ -602,7 +805,9 @@ __all__ = [
     "Objective",
     "Recovery",
     "RunReport",
+    "SessionRow",
     "StepRow",
+    "TimeSplit",
     "TimelineEntry",
     "build_run_report",
     "content_digest",

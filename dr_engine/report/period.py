@@ -58,6 +58,8 @@ class RunSummary(BaseModel):
     rows_lost: int | None
     deviations: int
     chain_ok: bool
+    verified: bool = Field(description="false: the run's records do not verify (verdict UNVERIFIED)")
+    verification: str = ""
     triggered_by: str = ""
 
 
@@ -67,6 +69,7 @@ class RunbookStats(BaseModel):
     runbook: str
     runs: int
     succeeded: int
+    unverified: int = Field(default=0, description="runs whose records do not verify: never counted as succeeded")
     success_rate: float | None
     rto_target_seconds: float | None
     rto_best_seconds: float | None
@@ -117,6 +120,8 @@ class PeriodReport(BaseModel):
     open_remediation: list[OpenRemediation]
     controls: list[ControlRow]
     chain_problems: list[str]
+    unverified_runs: list[str] = Field(default_factory=list,
+                                       description="runs whose records do not verify (verdict UNVERIFIED)")
     content_sha256: str = ""
 
     model_config = {"populate_by_name": True}
@@ -160,12 +165,19 @@ def _summary(report: RunReport) -> RunSummary:
         started_at=ident.started_at, rto_seconds=rec.rto_seconds, rto_target_seconds=rec.rto_target_seconds,
         rto_met=rec.rto_met, rpo_seconds=rec.rpo_seconds, rpo_target_seconds=rec.rpo_target_seconds,
         rpo_met=rec.rpo_met, rows_lost=rec.rows_lost, deviations=len(report.deviations),
-        chain_ok=report.integrity.chain_ok, triggered_by=ident.triggered_by)
+        chain_ok=report.integrity.chain_ok, verified=report.verified, verification=report.verification,
+        triggered_by=ident.triggered_by)
 
 
 def _is_test(report: RunReport) -> bool:
     # A succeeded drill or real failover demonstrates recovery; a failback alone does not.
+    # An unverified run's verdict is UNVERIFIED, so it never counts as a test.
     return report.identification.mode in ("drill", "failover") and report.verdict == "PASSED"
+
+
+def _succeeded(report: RunReport) -> bool:
+    # What an unverified run claims is not established: it is counted apart, never as a success.
+    return report.verified and report.identification.status == "succeeded"
 
 
 def load_reports(state_dir: Path, until: datetime | None = None) -> list[RunReport]:
@@ -186,9 +198,10 @@ def load_reports(state_dir: Path, until: datetime | None = None) -> list[RunRepo
 
 def _stats(name: str, in_period: list[RunReport], history: list[RunReport], settings: dict[str, Any],
            as_of: datetime) -> RunbookStats:
-    rtos = [r.recovery.rto_seconds for r in in_period if r.recovery.rto_seconds is not None]
-    rpos = [r.recovery.rpo_seconds for r in in_period if r.recovery.rpo_seconds is not None]
-    succeeded = sum(1 for r in in_period if r.identification.status == "succeeded")
+    verified = [r for r in in_period if r.verified]
+    rtos = [r.recovery.rto_seconds for r in verified if r.recovery.rto_seconds is not None]
+    rpos = [r.recovery.rpo_seconds for r in verified if r.recovery.rpo_seconds is not None]
+    succeeded = sum(1 for r in in_period if _succeeded(r))
     tests = [r for r in history if r.identification.runbook == name and _is_test(r)]
     last = max(tests, key=lambda r: r.identification.started_at or "", default=None)
     interval = interval_of(settings.get("drill_interval"))
@@ -204,15 +217,15 @@ def _stats(name: str, in_period: list[RunReport], history: list[RunReport], sett
         cadence = "ok"
     latest = in_period[-1] if in_period else None
     return RunbookStats(
-        runbook=name, runs=len(in_period), succeeded=succeeded,
+        runbook=name, runs=len(in_period), succeeded=succeeded, unverified=len(in_period) - len(verified),
         success_rate=succeeded / len(in_period) if in_period else None,
         rto_target_seconds=latest.recovery.rto_target_seconds if latest else None,
         rto_best_seconds=min(rtos) if rtos else None, rto_median_seconds=statistics.median(rtos) if rtos else None,
         rto_worst_seconds=max(rtos) if rtos else None,
-        rto_met=sum(1 for r in in_period if r.recovery.rto_met is True),
+        rto_met=sum(1 for r in verified if r.recovery.rto_met is True),
         rpo_target_seconds=latest.recovery.rpo_target_seconds if latest else None,
         rpo_worst_seconds=max(rpos) if rpos else None,
-        rows_lost=sum(r.recovery.rows_lost or 0 for r in in_period),
+        rows_lost=sum(r.recovery.rows_lost or 0 for r in verified),
         last_successful_test=last.identification.started_at if last else None,
         last_test_run=last.identification.run_id if last else None,
         drill_interval_days=round(interval.total_seconds() / 86400, 2),
@@ -248,18 +261,19 @@ def build_period_report(state_dir: Path, *, since: datetime, until: datetime | N
             # consequence of the failure listed next to them; everything else needs follow-up.
             deviations += [OpenDeviation(**d.model_dump(), run_id=ident.run_id, runbook=ident.runbook)
                            for d in report.deviations if d.kind not in ("retry", "not-run")]
-    succeeded = sum(1 for r in in_period if r.identification.status == "succeeded")
+    succeeded = sum(1 for r in in_period if _succeeded(r))
     failed_runs = [r.identification.run_id for r in in_period if r.failed_objectives]
     chain_problems = [r.identification.run_id for r in in_period if not r.integrity.chain_ok]
+    unverified = [r.identification.run_id for r in in_period if not r.verified]
     facts = PeriodFacts(
         runs=len(in_period), successful_tests=sum(1 for r in in_period if _is_test(r)), runbooks=len(names),
         overdue=[s.runbook for s in stats if s.cadence == "overdue"],
         never_tested=[s.runbook for s in stats if s.cadence == "never-tested"],
         failed_objective_runs=failed_runs,
         unremediated_runs=[r.identification.run_id for r in in_period if r.failed_objectives and not r.remediation],
-        open_remediation=len(open_items), chain_problems=chain_problems)
+        open_remediation=len(open_items), chain_problems=unverified)
     controls = control_mapping(facts)
-    attention = bool(chain_problems or facts.overdue or facts.never_tested or failed_runs or open_items)
+    attention = bool(unverified or chain_problems or facts.overdue or facts.never_tested or failed_runs or open_items)
     scope = f" - {runbook}" if runbook else ""
     period = PeriodReport(
         generated_at=utc_iso(now), title=f"DR test period report{scope}: {_day(since)} to {_day(until)}",
@@ -267,7 +281,7 @@ def build_period_report(state_dir: Path, *, since: datetime, until: datetime | N
         verdict="ATTENTION" if attention else "PASSED", total_runs=len(in_period), succeeded_runs=succeeded,
         success_rate=succeeded / len(in_period) if in_period else None,
         runs=[_summary(r) for r in in_period], runbooks=stats, open_deviations=deviations,
-        open_remediation=open_items, controls=controls, chain_problems=chain_problems)
+        open_remediation=open_items, controls=controls, chain_problems=chain_problems, unverified_runs=unverified)
     data = period.model_dump(mode="json", by_alias=True)
     data.pop("generated_at", None)
     data.pop("content_sha256", None)

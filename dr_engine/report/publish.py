@@ -35,6 +35,19 @@ def run_report(run_dir: Path) -> RunReport:
     return build_run_report(load_run(run_dir))
 
 
+def run_html(report: RunReport, timeline_svg: bytes) -> str:
+    """The HTML report of a run, with ``timeline_svg`` as its embedded timeline chart."""
+    ident = report.identification
+    footer = f"dr-engine {ident.mode} report - run {ident.run_id}"
+    return render_html(report, template="run.html.j2", charts={"timeline": timeline_svg}, title=report.title,
+                       footer_left=footer)
+
+
+def run_markdown(report: RunReport) -> str:
+    """The Markdown report of a run (its chart is the ``timeline.png`` beside it)."""
+    return render_markdown(report, template="run.md.j2", chart_ref="timeline.png")
+
+
 def render_run_files(report: RunReport, formats: Iterable[str]) -> dict[str, bytes]:
     """Render ``report`` in each of ``formats``; return file name -> content."""
     wanted = list(dict.fromkeys(formats))
@@ -42,19 +55,16 @@ def render_run_files(report: RunReport, formats: Iterable[str]) -> dict[str, byt
     if unknown:
         raise ValueError(f"unknown report format(s) {unknown}; choose from {', '.join(FORMATS)}")
     files: dict[str, bytes] = {}
-    ident = report.identification
-    footer = f"dr-engine {ident.mode} report - run {ident.run_id}"
     html: str | None = None
     if "html" in wanted or "pdf" in wanted:
-        charts = {"timeline": timeline_chart(report, "svg")}
-        html = render_html(report, template="run.html.j2", charts=charts, title=report.title, footer_left=footer)
+        html = run_html(report, timeline_chart(report, "svg"))
     if "html" in wanted and html is not None:
         files["report.html"] = html.encode("utf-8")
     if "pdf" in wanted and html is not None:
         files["report.pdf"] = render_pdf(html)
     if "md" in wanted:
         files["timeline.png"] = timeline_chart(report, "png")
-        files["report.md"] = render_markdown(report, template="run.md.j2", chart_ref="timeline.png").encode("utf-8")
+        files["report.md"] = run_markdown(report).encode("utf-8")
     if "json" in wanted:
         files["report.json"] = render_json(report).encode("utf-8")
     return files
@@ -65,7 +75,7 @@ def trend_points(period: PeriodReport) -> list[TrendPoint]:
     points: list[TrendPoint] = []
     for run in period.runs:
         started = parse_ts(run.started_at)
-        if started is not None:
+        if started is not None and run.verified:  # an unverified run's RTO is a claim, not a measurement
             points.append(TrendPoint(runbook=run.runbook, started_at=started, rto_seconds=run.rto_seconds,
                                      target_seconds=run.rto_target_seconds, met=run.rto_met, mode=run.mode))
     return points
@@ -177,6 +187,8 @@ __all__ = [
     "artifact_table",
     "render_period_files",
     "render_run_files",
+    "run_html",
+    "run_markdown",
     "run_report",
     "trend_points",
     "write_default_reports",

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dr_engine.audit import read_events, verify
+from dr_engine.audit import VerifyResult, read_events, verify
 from dr_engine.record import AUDIT_FILE, RUN_FILE, load_record
+from dr_engine.record_check import RunCheck, check_record
 
 NOTES_DIR = "notes"
 NOTES_FILE = "audit.jsonl"
@@ -49,6 +50,21 @@ class RunSource:
     record_sha256: str
     notes: list[dict[str, Any]] = field(default_factory=list)
     notes_chain: ChainCheck | None = None
+    #: The run's verification (audit chain + ``run.json`` against the log), computed once here
+    #: so that every view built from this source says the same thing.
+    check: RunCheck | None = None
+
+    @property
+    def verified(self) -> bool:
+        """True when the run's records verify (see :mod:`dr_engine.record_check`)."""
+        return self.check.verified if self.check is not None else self.chain.ok
+
+    @property
+    def verification(self) -> str:
+        """Why the run does not verify ("" when it does)."""
+        if self.check is not None:
+            return self.check.verification
+        return "" if self.chain.ok else self.chain.reason
 
 
 def sha256_file(path: Path) -> str:
@@ -71,7 +87,10 @@ def check_chain(path: Path, *, standalone: bool = False) -> ChainCheck:
     ``standalone`` logs (remediation notes) are checked for their chain only: they have no
     ``run.json`` of their own and are never sealed.
     """
-    result = verify(path, expected_count=0) if standalone else verify(path)
+    return _chain_check(verify(path, expected_count=0) if standalone else verify(path))
+
+
+def _chain_check(result: VerifyResult) -> ChainCheck:
     return ChainCheck(ok=result.ok, count=result.count, first_bad_line=result.first_bad_line,
                       reason=result.reason, head=result.head, sealed=result.sealed)
 
@@ -98,10 +117,12 @@ def _safe_events(path: Path) -> list[dict[str, Any]]:
 def load_run(run_dir: Path) -> RunSource:
     """Read a run directory (RunStateError when it has no readable run record)."""
     run_dir = Path(run_dir)
-    record = load_record(run_dir).model_dump(mode="json")
+    loaded = load_record(run_dir)
+    record = loaded.model_dump(mode="json")
     audit = run_dir / AUDIT_FILE
     events = _safe_events(audit)
-    chain = check_chain(audit)
+    check = check_record(loaded, audit, verify(audit))
+    chain = _chain_check(check.chain)
     notes_log = notes_path(run_dir)
     notes = _safe_events(notes_log) if notes_log.is_file() else []
     notes_chain = check_chain(notes_log, standalone=True) if notes_log.is_file() else None
@@ -114,6 +135,7 @@ def load_run(run_dir: Path) -> RunSource:
         record_sha256=sha256_file(run_dir / RUN_FILE),
         notes=notes,
         notes_chain=notes_chain,
+        check=check,
     )
 
 
