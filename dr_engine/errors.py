@@ -29,8 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # only for the annotation: actions.base imports this module
-    from dr_engine.actions.base import RpoObservation
+if TYPE_CHECKING:  # only for the annotation (model is the floor below; no import circle)
+    from dr_engine.model.outcome import RpoObservation
 
 
 class DrError(Exception):

@@ -13,11 +13,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from dr_engine.actions.aws_base import AwsAction, AwsParams, PollingParams, checked, connect, identity_check, poll
 from dr_engine.actions.base import Capability, PreflightCheck, RpoObservation, StepContext, StepResult
 from dr_engine.actions.registry import register
+from dr_engine.capabilities.data import rpo_gate
 from dr_engine.errors import PreconditionFailed, ProviderError
 from dr_engine.model import DrillBehaviour
 from dr_engine.model.units import Duration
@@ -26,6 +27,10 @@ from dr_engine.providers.aws.rds import Rds
 
 #: How far back to look for the latest ReplicaLag datapoint.
 LAG_WINDOW = timedelta(minutes=5)
+#: Why ``require_lag`` is refused: it used to default to letting unknown lag through.
+REQUIRE_LAG_REMOVED = ("require_lag is no longer accepted: unknown replica lag (no ReplicaLag datapoint) now "
+                       "always fails closed, counting as over the RPO, unless the run is started with "
+                       "--allow-data-loss (audited); remove the key")
 
 
 class PromoteParams(PollingParams):
@@ -41,7 +46,16 @@ class CheckReplicaParams(AwsParams):
 
     db_instance: str = Field(description="Identifier of the read replica in the region")
     max_lag: Duration | None = Field(default=None, description="Largest acceptable lag (default: the runbook RPO)")
-    require_lag: bool = Field(default=False, description="Fail when no ReplicaLag datapoint is available")
+    require_lag: bool | None = Field(
+        default=None, description="Removed (refused when given): unknown lag always fails closed unless the run "
+        "allows data loss")
+
+    @field_validator("require_lag")
+    @classmethod
+    def _require_lag_removed(cls, value: bool | None) -> bool | None:
+        # Refused whatever its value: `true` is now the only behaviour, and `false` (the old
+        # default) would silently mean something else than it used to.
+        raise ValueError(REQUIRE_LAG_REMOVED)
 
 
 def _source(instance: dict[str, Any]) -> str | None:
@@ -130,6 +144,8 @@ class CheckReplica(AwsAction[CheckReplicaParams]):
     """Gate: the RDS replica exists, is available, still replicates, and lags less than allowed.
 
     Lag over ``max_lag`` (default: the RPO) refuses unless the run allows data loss (audited).
+    So does unknown lag (no ``ReplicaLag`` datapoint in the last 5 minutes): it counts as over.
+    The decision is the shared RPO gate (:func:`dr_engine.capabilities.data.rpo_gate`).
     """
 
     name = "rds.check_replica"
@@ -157,25 +173,23 @@ class CheckReplica(AwsAction[CheckReplicaParams]):
         return instance, lag
 
     def run(self, params: CheckReplicaParams, ctx: StepContext) -> StepResult:
-        """Check state and lag; PreconditionFailed when over the limit (unless data loss is allowed)."""
+        """Check state and lag; the RPO gate refuses over the limit or unknown (unless data loss is allowed)."""
         instance, lag = self._observe(params, ctx)
-        limit = (params.max_lag or ctx.objectives.rpo).total_seconds()
-        facts: dict[str, Any] = {"source": _source(instance), "lag_seconds": lag, "max_lag_seconds": limit}
+        limit = params.max_lag or ctx.objectives.rpo
+        observed = RpoObservation(lag_seconds=lag)
         if lag is None:
-            if params.require_lag:
-                raise PreconditionFailed(f"no ReplicaLag datapoint for {params.db_instance} in the last "
-                                         f"{LAG_WINDOW.total_seconds():g}s", hint="check CloudWatch metrics")
-            ctx.log.warning("replica lag of %s unknown (no ReplicaLag datapoint)", params.db_instance)
-        elif lag > limit:
-            if not ctx.allow_data_loss:
-                raise PreconditionFailed(f"replica {params.db_instance} lags {lag:g}s, more than {limit:g}s",
-                                         hint="wait for it to catch up, or re-run with --allow-data-loss (audited)")
-            ctx.log.warning("replica %s lags %gs > %gs: proceeding because data loss is allowed",
-                            params.db_instance, lag, limit)
-            facts["data_loss_override"] = True
+            ctx.log.info("replica lag of %s unknown: no ReplicaLag datapoint in the last %gs", params.db_instance,
+                         LAG_WINDOW.total_seconds())
+        verdict = rpo_gate(observed, limit, ctx, subject=f"replica {params.db_instance}",
+                           where="CloudWatch AWS/RDS ReplicaLag" if lag is not None else
+                           f"no ReplicaLag datapoint in the last {LAG_WINDOW.total_seconds():g}s",
+                           limit_name="max_lag" if params.max_lag is not None else "the RPO")
+        facts: dict[str, Any] = {"source": _source(instance), "lag_seconds": lag,
+                                 "max_lag_seconds": limit.total_seconds(), **verdict.facts()}
         shown = "unknown" if lag is None else f"{lag:g}s"
-        return StepResult(summary=f"{params.db_instance} replicating from {_source(instance)}, lag {shown}",
-                          changed=False, facts=facts, rpo=RpoObservation(lag_seconds=lag),
+        return StepResult(summary=f"{params.db_instance} replicating from {_source(instance)}, lag {shown}"
+                                  + (" (proceeding: allow-data-loss)" if verdict.overridden else ""),
+                          changed=False, facts=facts, rpo=observed,
                           outputs={"lag_seconds": "" if lag is None else f"{lag:g}"})
 
     def preflight(self, params: CheckReplicaParams, ctx: StepContext) -> list[PreflightCheck]:

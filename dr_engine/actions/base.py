@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from dr_engine.clock import Clock, Deadline
 from dr_engine.model import DrillBehaviour, Objectives, Region, RunMode
+from dr_engine.model.outcome import RpoObservation as RpoObservation  # re-exported (moved to model/)
 
 
 class Capability(StrEnum):
@@ -53,15 +54,6 @@ class ActionParams(BaseModel):
     """Base for every action's ``Params``: strict keys, immutable, numbers not coerced from bool."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-@dataclass(frozen=True)
-class RpoObservation:
-    """What a data action measured about data loss at cutover (any field may be unknown)."""
-
-    lag_bytes: int | None = None
-    lag_seconds: float | None = None
-    rows_lost: int | None = None
 
 
 @dataclass

@@ -28,6 +28,7 @@ from dr_engine.actions.base import (
     StepResult,
 )
 from dr_engine.actions.registry import register
+from dr_engine.capabilities.data import rpo_gate
 from dr_engine.errors import (
     DrError,
     FencingFailed,
@@ -105,7 +106,8 @@ class CheckLag(_PgAction):
     Measured on the source when it answers (``pg_current_wal_lsn`` vs the standby's flushed
     position, and the standby's ``sync_state``); otherwise from the standby alone (what the
     primary last told its WAL receiver, and how long ago). Unknown lag counts as over the RPO.
-    ``--allow-data-loss`` lets the run proceed anyway; the override is recorded.
+    ``--allow-data-loss`` lets the run proceed anyway; the override is recorded in the audit log.
+    The decision is the shared RPO gate (:func:`dr_engine.capabilities.data.rpo_gate`).
 
     Example::
 
@@ -158,9 +160,8 @@ class CheckLag(_PgAction):
             lag_seconds = float(mine[0][3]) if streaming else (float(replay_age) if replay_age is not None else None)
             facts.update(current_lsn=current[0], measured_on="source",
                          sync_state=mine[0][2] if mine else "disconnected")
-            exceeds = not sync and bool(lag_bytes) and (ctx.objectives.rpo.total_seconds() == 0 or
-                                                      lag_seconds is None or
-                                                      lag_seconds > ctx.objectives.rpo.total_seconds())
+            # Measured on the source, the byte count is exact: 0 proves nothing is missing.
+            gated = RpoObservation(lag_bytes=lag_bytes, lag_seconds=lag_seconds)
         else:
             # The source is gone: all we know is what it last told the standby, and when.
             sync = params.synchronous
@@ -174,8 +175,9 @@ class CheckLag(_PgAction):
                 lag_seconds = float(replay_age) if replay_age is not None else None
                 facts["receiver_status"] = "disconnected"
             facts["measured_on"] = "standby"
-            rpo = ctx.objectives.rpo.total_seconds()
-            exceeds = not sync and (lag_seconds is None or lag_seconds > rpo or (rpo == 0 and bool(lag_bytes)))
+            # The source may have written more since it last reported: the byte count is a lower
+            # bound, never proof of no loss, so the gate gets 0 as unknown and decides on the age.
+            gated = RpoObservation(lag_bytes=lag_bytes or None, lag_seconds=lag_seconds)
         facts.update(lag_bytes=lag_bytes, lag_seconds=lag_seconds, synchronous=sync)
         shown = (f"{'?' if lag_bytes is None else lag_bytes} bytes, "
                  f"{'?' if lag_seconds is None else format(lag_seconds, '.3f')} s")
@@ -186,21 +188,18 @@ class CheckLag(_PgAction):
             # Acknowledged commits waited for this standby's flush: none can be lost.
             ctx.log.info("standby of %s is synchronous (%s behind in flight): acknowledged lag 0",
                          params.cluster, shown)
+            zero = RpoObservation(lag_bytes=0, lag_seconds=0.0)
+            verdict = rpo_gate(zero, ctx.objectives.rpo, ctx, subject=f"standby of {params.cluster}")
             return StepResult(summary=f"synchronous standby: acknowledged lag 0 (measured on the "
                                       f"{facts['measured_on']}: {shown})",
-                              changed=False, facts=facts, outputs=outputs,
-                              rpo=RpoObservation(lag_bytes=0, lag_seconds=0.0))
+                              changed=False, facts={**facts, **verdict.facts()}, outputs=outputs, rpo=zero)
         rpo_obs = RpoObservation(lag_bytes=lag_bytes, lag_seconds=lag_seconds)
-        if exceeds and not ctx.allow_data_loss:
-            raise PreconditionFailed(
-                f"standby of {params.cluster} is behind ({shown}; measured on the {facts['measured_on']}), "
-                f"over the RPO of {ctx.objectives.rpo.total_seconds():g}s: promoting now would lose data",
-                hint="wait for the standby to catch up, or re-run with --allow-data-loss (recorded in the audit log)")
-        if exceeds:
-            ctx.log.warning("lag %s exceeds the RPO; proceeding because the run allows data loss", shown)
-            facts["override"] = "allow-data-loss"
-            return StepResult(summary=f"lag {shown} over the RPO: proceeding (allow-data-loss)", changed=False,
-                              facts=facts, outputs=outputs, rpo=rpo_obs)
+        verdict = rpo_gate(gated, ctx.objectives.rpo, ctx, subject=f"standby of {params.cluster}",
+                           where=f"measured on the {facts['measured_on']}", shown=shown)
+        facts.update(verdict.facts())
+        if verdict.overridden:
+            return StepResult(summary=f"lag {shown} {verdict.standing.value}: proceeding (allow-data-loss)",
+                              changed=False, facts=facts, outputs=outputs, rpo=rpo_obs)
         return StepResult(summary=f"lag {shown}: within the RPO", changed=False, facts=facts, outputs=outputs,
                           rpo=rpo_obs)
 

@@ -65,3 +65,40 @@ def test_model_depends_on_nothing_else_in_dr_engine() -> None:
             if module.startswith("dr_engine.") and not module.startswith("dr_engine.model"):
                 problems.append(f"{path.name}:{node.lineno}: {module}")
     assert not problems, problems
+
+
+#: What dr_engine/capabilities may import: the floors below it (errors, clock, model) and itself.
+CAPABILITIES_ALLOWED = ("dr_engine.errors", "dr_engine.clock", "dr_engine.model", "dr_engine.capabilities")
+
+
+def capability_violations(path: Path) -> list[str]:
+    """Imports of dr_engine layers above capabilities/ (anywhere in the file, TYPE_CHECKING included)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: list[str] = []
+    for node in ast.walk(tree):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+        found += [f"{path.name}:{node.lineno}: {name}" for name in names if not _capability_may_import(name)]
+    return found
+
+
+def _capability_may_import(name: str) -> bool:
+    top = name.split(".")[0]
+    if top == "dr_engine":
+        return any(name == allowed or name.startswith(allowed + ".") for allowed in CAPABILITIES_ALLOWED)
+    return top in sys.stdlib_module_names or top in ("pydantic", "__future__")
+
+
+def test_capabilities_import_only_the_layers_below_them() -> None:
+    # The RPO gate is imported by actions and must not reach back up (actions, engine, evidence).
+    files = sorted((REPO / "dr_engine" / "capabilities").glob("*.py"))
+    assert any(p.name == "data.py" for p in files)
+    problems = [v for path in files for v in capability_violations(path)]
+    assert not problems, "capabilities/ sits below actions and evidence: " + "; ".join(problems)
+
+
+def test_the_capabilities_check_catches_a_violation(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("from dr_engine.errors import PreconditionFailed\nimport boto3\n"
+                   "def f():\n    from dr_engine.actions.base import StepContext\n")
+    assert capability_violations(bad) == ["bad.py:2: boto3", "bad.py:4: dr_engine.actions.base"]

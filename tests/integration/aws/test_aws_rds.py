@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from dr_engine.actions.aws_rds import CheckReplica, CheckReplicaParams, PromoteParams, PromoteReplica
 from dr_engine.actions.base import StepContext
+from dr_engine.audit import AuditLog, read_events, verify
 from dr_engine.errors import PreconditionFailed, ProviderError, TransientError
 from dr_engine.retry import RetryPolicy, call_with_retry
 from dr_engine.testing.faults import FaultControl
@@ -33,20 +36,44 @@ def test_check_replica_reports_lag_within_the_rpo(world: AwsWorld, aws_context: 
 
 
 def test_lag_over_the_rpo_refuses_unless_data_loss_is_allowed(world: AwsWorld, aws_context: Ctx,
-                                                             boto: Any) -> None:
+                                                             boto: Any, tmp_path: Path) -> None:
     _lag(boto, world, 120.0)
     params = CheckReplicaParams(db_instance=world.replica)
-    with pytest.raises(PreconditionFailed, match="lags 120s, more than 30s") as caught:
+    with pytest.raises(PreconditionFailed, match=r"replica ledger-db-usw2 is behind \(120.000 s; .*over the RPO of 30s"
+                       ) as caught:
         CheckReplica().run(params, aws_context(rpo="30s"))
     assert "--allow-data-loss" in (caught.value.hint or "")
-    allowed = CheckReplica().run(params, aws_context(rpo="30s", allow_data_loss=True))
-    assert allowed.facts["data_loss_override"] is True
+    log = AuditLog(tmp_path / "audit.jsonl", "test-run")
+    allowed = CheckReplica().run(params, aws_context(rpo="30s", allow_data_loss=True, extras={"emit": log.append}))
+    assert allowed.facts["override"] == "allow-data-loss" and allowed.facts["rpo_gate"] == "over"
+    assert [e["data"]["kind"] for e in read_events(log.path)] == ["rpo-exceeded"]
 
 
-def test_unknown_lag_passes_or_fails_as_declared(world: AwsWorld, aws_context: Ctx) -> None:
-    assert CheckReplica().run(CheckReplicaParams(db_instance=world.replica), aws_context()).rpo is not None
-    with pytest.raises(PreconditionFailed, match="no ReplicaLag datapoint"):
-        CheckReplica().run(CheckReplicaParams(db_instance=world.replica, require_lag=True), aws_context())
+def test_unknown_lag_refuses_unless_data_loss_is_allowed_and_then_the_override_is_audited(
+        world: AwsWorld, aws_context: Ctx, tmp_path: Path) -> None:
+    # No ReplicaLag datapoint: the lag is unknown, which counts as over the RPO (fail closed).
+    params = CheckReplicaParams(db_instance=world.replica, max_lag="30s")  # type: ignore[arg-type]
+    with pytest.raises(PreconditionFailed, match="lag of replica ledger-db-usw2 is unknown") as refused:
+        CheckReplica().run(params, aws_context(rpo="30s"))
+    assert "--allow-data-loss" in (refused.value.hint or "")
+
+    # Allowed: it proceeds, and the run's audit log gets an override event saying why.
+    log = AuditLog(tmp_path / "audit.jsonl", "test-run")
+    allowed = CheckReplica().run(params, aws_context(rpo="30s", allow_data_loss=True, step_id="check-db",
+                                                     extras={"emit": log.append}))
+    assert allowed.facts["rpo_gate"] == "unknown" and allowed.facts["override"] == "allow-data-loss"
+    assert allowed.rpo is not None and allowed.rpo.lag_seconds is None
+    events = read_events(log.path)
+    assert [(e["type"], e["data"]["kind"], e["data"]["step"]) for e in events] == [
+        ("override", "rpo-unknown-lag", "check-db")]
+    assert "passed on unknown lag because the run allows data loss" in events[0]["data"]["detail"]
+    assert verify(log.path).ok
+
+
+def test_require_lag_is_refused_with_what_to_do(world: AwsWorld) -> None:
+    # The option used to let unknown lag through by default; unknown lag now always fails closed.
+    with pytest.raises(ValidationError, match="require_lag is no longer accepted"):
+        CheckReplicaParams.model_validate({"db_instance": world.replica, "require_lag": False})
 
 
 def test_promote_then_rerun(world: AwsWorld, aws_context: Ctx, boto: Any) -> None:

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from dr_engine.actions.base import STEP_STARTED_BEFORE
 from dr_engine.actions.postgres import CheckLag, Fence, Promote, Reconcile, VerifyWritable
+from dr_engine.audit import AuditLog, read_events
 from dr_engine.errors import FencingFailed, PreconditionFailed, VerificationFailed
 from dr_engine.testing.step_context import step_context
 
@@ -104,8 +105,11 @@ def test_async_cut_off_standby_loses_exactly_the_unreplicated_rows(make_pair: Pa
     fail_region(pair, SRC)
     with pytest.raises(PreconditionFailed, match="measured on the standby"):
         CheckLag().run(params, step_context(state_dir=tmp_path))
-    allowed = CheckLag().run(params, step_context(state_dir=tmp_path, allow_data_loss=True))
-    assert allowed.facts["override"] == "allow-data-loss"
+    log = AuditLog(tmp_path / "audit.jsonl", "test-run")
+    allowed = CheckLag().run(params, step_context(state_dir=tmp_path, allow_data_loss=True,
+                                                  extras={"emit": log.append}))
+    assert allowed.facts["override"] == "allow-data-loss" and allowed.facts["rpo_gate"] == "over"
+    assert [e["data"]["kind"] for e in read_events(log.path) if e["type"] == "override"] == ["rpo-exceeded"]
     assert allowed.rpo is not None and allowed.rpo.lag_seconds is not None and allowed.rpo.lag_seconds > 0
 
     # Without a way to stop it (no data dir, no fence command) a frozen primary cannot be fenced.
@@ -195,7 +199,10 @@ def test_quorum_standby_is_not_treated_as_synchronous(make_pair: PairFactory, tm
         params = CheckLag.Params(dsn=pair.dsn(DST), source_dsn=pair.dsn(SRC), cluster="ledger")
         with pytest.raises(PreconditionFailed, match="over the RPO"):
             CheckLag().run(params, step_context(state_dir=tmp_path))
-        allowed = CheckLag().run(params, step_context(state_dir=tmp_path, allow_data_loss=True))
+        log = AuditLog(tmp_path / "audit.jsonl", "test-run")
+        allowed = CheckLag().run(params, step_context(state_dir=tmp_path, allow_data_loss=True,
+                                                      extras={"emit": log.append}))
+        assert [e["type"] for e in read_events(log.path)] == ["override"]
         assert allowed.facts["sync_state"] == "quorum"
         assert allowed.facts["synchronous"] is False
         assert allowed.rpo is not None and (allowed.rpo.lag_bytes or 0) > 0
