@@ -26,6 +26,7 @@ from typing import Any
 
 from dr_engine import audit as ev
 from dr_engine.errors import RunStateError
+from dr_engine.history import apply_history, end_session
 from dr_engine.operations_record import PREFIXES as OPERATIONS_PREFIXES
 from dr_engine.operations_record import apply_operations_event
 from dr_engine.record import (
@@ -135,6 +136,7 @@ def apply_event(record: RunRecord, event: dict[str, Any]) -> RunRecord:
         _finished(record, data, at)
     elif kind.startswith(OPERATIONS_PREFIXES):
         apply_operations_event(record, event, at)
+    apply_history(record, event, at)  # every attempt and session, which a resume must not erase
     # Events of parallel steps may be applied slightly out of order; the head only moves forward.
     if int(event["seq"]) >= record.audit_count:
         record.audit_count = int(event["seq"])
@@ -170,11 +172,13 @@ def _finished(record: RunRecord, data: dict[str, Any], at: str) -> None:
     record.milestones[RUN_FINISHED] = at
     if record.sessions and record.sessions[-1].finished_at is None:
         record.sessions[-1].finished_at = at
+    end_session(record, record.status, at)
     outcome = RecoveryClock(record).outcome()
     record.rto_seconds, record.rto_met = outcome.rto_seconds, outcome.rto_met
     record.rpo_seconds, record.rpo_met = outcome.rpo.rpo_seconds, outcome.rpo_met
     record.rpo_lag_bytes, record.rows_lost = outcome.rpo.lag_bytes, outcome.rpo.rows_lost
     record.human_wait_seconds, record.machine_seconds = outcome.human_wait_seconds, outcome.machine_seconds
+    record.rto_breakdown = outcome.breakdown
     if record.sessions:
         record.sessions[-1].human_wait_seconds = outcome.human_wait_seconds
 

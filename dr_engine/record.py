@@ -23,8 +23,10 @@ from dr_engine.errors import RunStateError
 #: File names inside a run directory.
 RUN_FILE = "run.json"
 AUDIT_FILE = "audit.jsonl"
-#: Version of the run.json layout; bumped on incompatible changes.
-RECORD_VERSION = 1
+#: Version of the run.json layout and of the fold that writes it; bumped when either changes.
+#: 2: steps keep their attempt history, sessions how they ended, the RTO breakdown and whether
+#: the incident start was declared; ``attempts`` and human wait count every session.
+RECORD_VERSION = 2
 
 
 class RunStatus(StrEnum):
@@ -77,11 +79,77 @@ class RpoRecord(_Record):
 
 
 class Session(_Record):
-    """One stretch of execution: the first start, or a resume, until the run stopped."""
+    """One stretch of execution: the first start, or a resume, until the run stopped.
+
+    A resume clears the run's ``error`` and ``halted_at_step``; the session keeps them, so the
+    record still says where and why each session stopped.
+    """
 
     started_at: str
     finished_at: str | None = None
     human_wait_seconds: float = 0.0
+    #: How the session ended: the run status of its ``run.finished`` (``failed``, ``halted``,
+    #: ``cancelled``, ``succeeded``), ``interrupted`` when its process stopped without recording an
+    #: end (a crash or a kill, found by the next resume), None while it runs.
+    status: str | None = None
+    halted_at_step: str | None = None
+    error: StepError | None = None
+    #: Who started this session and why (``run.resumed``; the run's own fields for the first one).
+    actor: str | None = None
+    reason: str = ""
+    #: Time of the last event of this session: where a session that crashed is known to have ended.
+    last_event_at: str | None = None
+
+
+class AttemptOutcome(StrEnum):
+    """How one attempt of a step ended."""
+
+    SUCCEEDED = "succeeded"
+    #: The step failed with this attempt (and the run stopped).
+    FAILED = "failed"
+    #: This attempt failed and the step tried again in the same session (retry policy).
+    RETRIED = "retried"
+    #: The session ended while the attempt ran (the process died, or the run halted around it).
+    INTERRUPTED = "interrupted"
+    #: The run was cancelled while the attempt ran.
+    CANCELLED = "cancelled"
+    #: Given up while running (``step.abandoned``: a second Ctrl-C, or the interrupt grace expired).
+    ABANDONED = "abandoned"
+
+
+class StepAttempt(_Record):
+    """One attempt of a step, in one session of the run (``StepRecord.history``)."""
+
+    #: 1 for the first session, 2 after the first resume, ...
+    session: int = 1
+    #: 1-based, counted across sessions.
+    attempt: int = 1
+    started_at: str | None = None
+    finished_at: str | None = None
+    #: None while the attempt runs.
+    outcome: AttemptOutcome | None = None
+    error: StepError | None = None
+    #: Backoff before the next attempt (``retried`` only).
+    wait_seconds: float | None = None
+
+
+class RtoBreakdown(_Record):
+    """Where the time from incident start to ``until`` went; the four parts add up to ``total_seconds``.
+
+    ``until`` is ``healthy`` (then ``total_seconds`` is the RTO) or, for a run that never got
+    healthy, ``run_finished`` (the end of its last session).
+    """
+
+    until: str
+    total_seconds: float
+    #: Incident start to run start (0 when the incident start was not declared).
+    before_run_seconds: float
+    #: The engine's execution time within the sessions, minus the human wait.
+    machine_seconds: float
+    #: Waiting for people: approval steps, every attempt of them.
+    human_wait_seconds: float
+    #: Between sessions: from the end of one (its last event, if it crashed) to the next resume.
+    halted_seconds: float
 
 
 class StepRecord(_Record):
@@ -102,6 +170,9 @@ class StepRecord(_Record):
     facts: dict[str, Any] = Field(default_factory=dict)
     outputs: dict[str, str] = Field(default_factory=dict)
     rpo: RpoRecord | None = None
+    #: Every attempt of the step across sessions; the fields above describe the latest one, and
+    #: ``attempts`` counts them all (records written before the history: empty).
+    history: list[StepAttempt] = Field(default_factory=list)
 
 
 class Override(_Record):
@@ -136,6 +207,10 @@ class RunRecord(_Record):
     triggered_by: str
     reason: str = ""
     incident_started_at: str
+    incident_start_declared: bool | None = Field(
+        default=None, description="True: --incident-start was given; False: it defaulted to the run start, so the "
+        "RTO is measured from the run start (a lower bound). None: a record written before this field "
+        "(see incident_declared)")
     concurrency: int = 4
     rto_stop: str | None = None
     rto_seconds: float | None = None
@@ -148,6 +223,7 @@ class RunRecord(_Record):
     rpo_met: bool | None = None
     human_wait_seconds: float = 0.0
     machine_seconds: float | None = None
+    rto_breakdown: RtoBreakdown | None = None
     milestones: dict[str, str] = Field(default_factory=dict)
     overrides: list[Override] = Field(default_factory=list)
     allow_data_loss: bool = False
@@ -167,6 +243,14 @@ class RunRecord(_Record):
     audit_head: str | None = None
     artifacts: dict[str, str] = Field(default_factory=dict,
                                       description="Files of this run, relative to the state dir")
+
+    @property
+    def incident_declared(self) -> bool:
+        """Whether the incident start was declared (``--incident-start``), not defaulted to the run start."""
+        if self.incident_start_declared is not None:
+            return self.incident_start_declared
+        # A record written before the field: a declared start differs from the run start.
+        return self.incident_started_at != self.started_at
 
     def step(self, step_id: str) -> StepRecord:
         """The step record with ``step_id`` (KeyError when absent)."""
@@ -238,11 +322,14 @@ def write_record(run_dir: Path, record: RunRecord, *, durable: bool = True) -> P
 __all__ = [
     "AUDIT_FILE",
     "RUN_FILE",
+    "AttemptOutcome",
     "Override",
     "RpoRecord",
+    "RtoBreakdown",
     "RunRecord",
     "RunStatus",
     "Session",
+    "StepAttempt",
     "StepError",
     "StepRecord",
     "StepStatus",

@@ -2,7 +2,8 @@
 
 Milestones (name -> ISO UTC time, kept in ``run.json``):
 
-- ``incident_started``: ``--incident-start`` (default: the run start);
+- ``incident_started``: ``--incident-start`` (default: the run start; the record then says the
+  start was not declared, and the RTO is a lower bound: see :data:`UNDECLARED_INCIDENT`);
 - ``run_started``: the run began (resumes add ``resumed_N``);
 - ``fenced`` / ``promoted``: the last data fence / promote step completed;
 - ``traffic_shifted``: the last ``traffic.shift`` step completed;
@@ -14,9 +15,15 @@ Definitions:
 - **RTO** = ``healthy - incident_started``, in seconds, wall-clock, including any time the run
   spent halted before being resumed. ``rto_met`` is ``rto_seconds <= objective``; a run that
   ended without reaching ``healthy`` has ``rto_seconds = null`` and ``rto_met = false``.
-- **Human wait** = time spent in ``control.approve`` steps (``facts.waited_seconds`` when the
-  gate reports it, else the step duration). **Machine time** = the sum of the execution
+- **Human wait** = time spent in ``control.approve`` steps, every attempt of them (a rejected
+  or cancelled approval before a resume counts too; ``facts.waited_seconds`` when the gate
+  reports it, else the attempt's duration). **Machine time** = the sum of the execution
   sessions' wall time minus human wait.
+- **RTO breakdown** (:func:`rto_breakdown`): incident start -> ``healthy`` (or, for a run never
+  healthy, the end of its last session) split into four parts that add up to the total: before
+  the run started (incident start -> run start; 0 when the incident start was not declared),
+  machine time and waiting for people within the sessions, and time halted between sessions
+  (from the end of a session, or its last event if it crashed, to the resume).
 - **RPO** comes from what data steps report (``StepResult.rpo``). Per dataset the latest
   observation counts (a lag check before fencing is superseded by the promote's reading at
   cutover); across datasets the worst lag counts and lost rows add up.
@@ -31,10 +38,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from dr_engine.actions.base import Capability
 from dr_engine.clock import parse_utc
-from dr_engine.record import RpoRecord, RunRecord, StepRecord, StepStatus
+from dr_engine.record import RpoRecord, RtoBreakdown, RunRecord, StepRecord, StepStatus
 
 INCIDENT_STARTED = "incident_started"
 RUN_STARTED = "run_started"
@@ -43,6 +51,9 @@ PROMOTED = "promoted"
 TRAFFIC_SHIFTED = "traffic_shifted"
 HEALTHY = "healthy"
 RUN_FINISHED = "run_finished"
+
+#: What every view says when no incident start was declared (``--incident-start``).
+UNDECLARED_INCIDENT = "not declared: RTO measured from run start (a lower bound)"
 
 #: Step capability -> milestone marked when such a step completes.
 CAPABILITY_MILESTONES = {
@@ -114,18 +125,77 @@ def aggregate_rpo(steps: Iterable[StepRecord]) -> RpoReading:
                       sum(rows) if rows else None)
 
 
-def human_wait_seconds(steps: Iterable[StepRecord]) -> float:
-    """Time spent waiting for people (approval steps)."""
-    total = 0.0
-    for step in steps:
-        if step.capability != Capability.CONTROL_APPROVE.value or step.status is StepStatus.PENDING:
-            continue
-        waited = step.facts.get("waited_seconds")
+def _approval_wait(step: StepRecord, until: datetime | None) -> float:
+    """Human wait of one approval step: each of its attempts, up to ``until`` when given."""
+    waited = step.facts.get("waited_seconds")
+    if not step.history:  # a record written before the attempt history: the latest attempt only
+        if step.status is StepStatus.PENDING:
+            return 0.0
         if isinstance(waited, int | float):
+            return float(waited)
+        return step.duration_seconds or 0.0
+    total = 0.0
+    last = len(step.history) - 1
+    for index, attempt in enumerate(step.history):
+        if attempt.started_at is None or attempt.finished_at is None:
+            continue
+        end = parse_utc(attempt.finished_at)
+        if until is not None and end > until:
+            continue
+        # The step's own fields describe its latest attempt: the gate's own count wins there.
+        latest = index == last and step.status in (StepStatus.SUCCEEDED, StepStatus.FAILED)
+        if latest and isinstance(waited, int | float):
             total += float(waited)
-        elif step.duration_seconds is not None:
-            total += step.duration_seconds
+        else:
+            total += max(0.0, (end - parse_utc(attempt.started_at)).total_seconds())
     return total
+
+
+def human_wait_seconds(steps: Iterable[StepRecord], *, until: str | None = None) -> float:
+    """Time spent waiting for people (approval steps, every attempt), up to ``until`` when given."""
+    limit = parse_utc(until) if until is not None else None
+    return sum((_approval_wait(step, limit) for step in steps
+                if step.capability == Capability.CONTROL_APPROVE.value), 0.0)
+
+
+def rto_breakdown(record: RunRecord) -> RtoBreakdown | None:
+    """Split incident start -> healthy (or -> the last session's end) into parts that add up.
+
+    See the module docstring. None before the run has a session with a known end.
+    """
+    if not record.sessions:
+        return None
+    healthy = record.milestones.get(HEALTHY)
+    last = record.sessions[-1]
+    end_text = healthy or last.finished_at or last.last_event_at
+    if end_text is None:
+        return None
+    end = parse_utc(end_text)
+    incident = parse_utc(record.incident_started_at)
+    total = max(0.0, (end - incident).total_seconds())
+    first = parse_utc(record.sessions[0].started_at)
+    before = min(max(0.0, (first - incident).total_seconds()), total)
+    in_sessions = halted = 0.0
+    previous_end: datetime | None = None
+    for session in record.sessions:
+        start = parse_utc(session.started_at)
+        if previous_end is not None and start > previous_end:
+            halted += (min(start, end) - previous_end).total_seconds()
+        if start >= end:
+            break
+        # A session that crashed is known to have run until its last recorded event.
+        stop_text = session.finished_at or session.last_event_at
+        stop = min(parse_utc(stop_text), end) if stop_text is not None else end
+        in_sessions += max(0.0, (stop - start).total_seconds())
+        previous_end = stop
+    human = min(human_wait_seconds(record.steps, until=end_text), in_sessions)
+    parts = [round(value, 3) for value in (total, before, halted, human)]
+    total, before, halted, human = parts
+    # Machine time is the remainder, so that the parts add up to the total exactly.
+    machine = round(max(0.0, total - before - halted - human), 3)
+    return RtoBreakdown(until=HEALTHY if healthy else RUN_FINISHED, total_seconds=total,
+                        before_run_seconds=before, machine_seconds=machine, human_wait_seconds=human,
+                        halted_seconds=halted)
 
 
 @dataclass(frozen=True)
@@ -138,6 +208,7 @@ class RecoveryOutcome:
     rpo_met: bool | None
     human_wait_seconds: float
     machine_seconds: float | None
+    breakdown: RtoBreakdown | None = None
 
 
 class RecoveryClock:
@@ -187,7 +258,8 @@ class RecoveryClock:
                 continue
             wall += seconds_between(session.started_at, session.finished_at)
         machine = round(max(0.0, wall - human), 3) if record.sessions and complete else None
-        return RecoveryOutcome(rto, rto_met, reading, reading.met(record.rpo_target_seconds), human, machine)
+        return RecoveryOutcome(rto, rto_met, reading, reading.met(record.rpo_target_seconds), human, machine,
+                               rto_breakdown(record))
 
 
 __all__ = [
@@ -199,10 +271,12 @@ __all__ = [
     "RUN_FINISHED",
     "RUN_STARTED",
     "TRAFFIC_SHIFTED",
+    "UNDECLARED_INCIDENT",
     "RecoveryClock",
     "RecoveryOutcome",
     "RpoReading",
     "aggregate_rpo",
     "human_wait_seconds",
+    "rto_breakdown",
     "seconds_between",
 ]

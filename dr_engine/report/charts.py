@@ -1,8 +1,10 @@
 """Charts for reports, drawn with matplotlib's Agg backend (headless, no pyplot state).
 
-- :func:`timeline_chart`: a Gantt chart of the steps of one run, every attempt a segment
-  (failed attempts red and hatched, waits between attempts as a thin line), human waits
-  (approvals) amber, with the RTO target and the achieved RTO as vertical lines.
+- :func:`timeline_chart`: a Gantt chart of the steps of one run, every attempt of every
+  session a segment (failed attempts red and hatched, interrupted / cancelled / abandoned ones
+  orange and cross-hatched, waits between attempts as a thin line), human waits (approvals)
+  amber, the time the run was halted between sessions as a grey band, with the RTO target and
+  the achieved RTO as vertical lines. Each segment is an SVG group ``attempt-<step>-<n>``.
 - :func:`rto_trend_chart`: achieved RTO per run over time, one series per runbook, against
   each runbook's target; misses are red.
 
@@ -36,6 +38,8 @@ COLORS = {
     "ok": "#2b6cb0",
     "human": "#d69e2e",
     "failed": "#c53030",
+    "stopped": "#dd6b20",
+    "halted": "#cbd5e0",
     "skipped": "#a0aec0",
     "target": "#c53030",
     "achieved": "#2f855a",
@@ -66,6 +70,19 @@ class _Bar:
     end: float
     color: str
     hatch: str | None = None
+    gid: str | None = None
+
+
+#: Attempt outcomes drawn as "stopped" (not a failure of the action: the session ended around it).
+_STOPPED = frozenset({"interrupted", "cancelled", "abandoned"})
+
+
+def _attempt_style(outcome: str, ok: bool, human: bool) -> tuple[str, str | None]:
+    if outcome in _STOPPED:
+        return COLORS["stopped"], "xx"
+    if not ok:
+        return COLORS["failed"], "///"
+    return (COLORS["human"] if human else COLORS["ok"]), None
 
 
 def _scale(span: float) -> tuple[float, str]:
@@ -98,8 +115,8 @@ def timeline_chart(report: RunReport, fmt: ChartFormat = "svg") -> bytes:
                 start, end = offset(attempt.started_at), offset(attempt.finished_at)
                 if start is None or end is None:
                     continue
-                color = COLORS["human"] if step.human else (COLORS["ok"] if attempt.ok else COLORS["failed"])
-                bars.append(_Bar(start, end, color, None if attempt.ok else "///"))
+                color, hatch = _attempt_style(attempt.outcome, attempt.ok, step.human)
+                bars.append(_Bar(start, end, color, hatch, f"attempt-{step.id}-{attempt.attempt}"))
                 if previous_end is not None and start > previous_end:
                     gaps.append((previous_end, start))
                 previous_end = end
@@ -115,6 +132,13 @@ def timeline_chart(report: RunReport, fmt: ChartFormat = "svg") -> bytes:
         label = step.id + (f"  (x{step.attempts})" if step.attempts > 1 else "")
         rows.append((label, bars, gaps, step.status))
 
+    halted: list[tuple[float, float, float]] = []  # (start, end, seconds) of each stretch between sessions
+    for session, following in zip(report.sessions, report.sessions[1:], strict=False):
+        if session.halted_after_seconds:
+            end = offset(following.started_at)
+            if end is not None:
+                halted.append((end - session.halted_after_seconds, end, session.halted_after_seconds))
+                last = max(last, end)
     rec = report.recovery
     span = max(last, rec.rto_seconds or 0.0, rec.rto_target_seconds * 0.25 if rec.rto_met is False else 0.0, 0.001)
     show_target = rec.rto_target_seconds <= span * 1.6
@@ -126,6 +150,11 @@ def timeline_chart(report: RunReport, fmt: ChartFormat = "svg") -> bytes:
     with rc_context(_RC):
         fig = Figure(figsize=(9.5, height))
         ax = fig.add_subplot()
+        for number, (start, end, seconds) in enumerate(halted, start=1):
+            ax.axvspan(start / unit, end / unit, color=COLORS["halted"], alpha=0.6, linewidth=0,
+                       gid=f"halted-between-sessions-{number}")
+            ax.text((start + end) / 2 / unit, len(rows) - 0.35, f"halted {fmt_seconds(seconds)}", ha="center",
+                    va="bottom", fontsize=8, color="#4a5568")
         for index, (_label, bars, gaps, status) in enumerate(rows):
             y = len(rows) - 1 - index
             for gap_start, gap_end in gaps:
@@ -133,7 +162,7 @@ def timeline_chart(report: RunReport, fmt: ChartFormat = "svg") -> bytes:
             for bar in bars:
                 width = max((bar.end - bar.start) / unit, min_width)
                 ax.barh(y, width, left=bar.start / unit, height=0.56, color=bar.color, hatch=bar.hatch,
-                        edgecolor="white" if bar.hatch is None else "#742a2a", linewidth=0.6)
+                        edgecolor="white" if bar.hatch is None else "#742a2a", linewidth=0.6, gid=bar.gid)
             if status in ("pending", "running") and not bars:
                 ax.text(0, y, "  not run", va="center", fontsize=8, color="#718096")
         ax.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)])
@@ -148,7 +177,9 @@ def timeline_chart(report: RunReport, fmt: ChartFormat = "svg") -> bytes:
             ax.text(rec.rto_target_seconds / unit, -0.65, f"target {fmt_seconds(rec.rto_target_seconds)} ",
                     color=COLORS["target"], fontsize=8, va="bottom", ha="right")
         beyond = "" if show_target else f"; RTO target {fmt_seconds(rec.rto_target_seconds)} is off the scale"
-        ax.set_xlabel(f"{unit_name} since incident start (T0 = {fmt_ts(origin, ms=False)}){beyond}")
+        since = ("incident start" if ident.incident_declared
+                 else "run start (incident start not declared: the RTO is a lower bound)")
+        ax.set_xlabel(f"{unit_name} since {since} (T0 = {fmt_ts(origin, ms=False)}){beyond}")
         ax.grid(axis="x", color=COLORS["grid"], linewidth=0.8)
         ax.set_axisbelow(True)
         for side in ("top", "right"):
@@ -157,8 +188,11 @@ def timeline_chart(report: RunReport, fmt: ChartFormat = "svg") -> bytes:
             Patch(color=COLORS["ok"], label="machine time"),
             Patch(color=COLORS["human"], label="human wait (approval)"),
             Patch(facecolor=COLORS["failed"], hatch="///", edgecolor="#742a2a", label="failed attempt / step"),
+            Patch(facecolor=COLORS["stopped"], hatch="xx", edgecolor="#742a2a",
+                  label="interrupted / cancelled / abandoned"),
             Patch(color=COLORS["skipped"], label="skipped"),
-        ], loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, frameon=False, fontsize=8)
+            Patch(color=COLORS["halted"], alpha=0.6, label="halted between sessions"),
+        ], loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, frameon=False, fontsize=8)
         return _save(fig, fmt)
 
 

@@ -203,3 +203,63 @@ def test_resume_refuses_changed_region_files_unless_forced(tmp_path: Path) -> No
     assert any(o.kind == "regions-changed" and "west" in o.detail for o in done.overrides)
     assert rebuild_record(read_events(state / "runs" / first.run_id / "audit.jsonl")).region_sha256 == \
         done.region_sha256
+
+
+def test_a_resumed_run_keeps_the_failed_attempt_the_halt_and_the_time_between_sessions(tmp_path: Path) -> None:
+    from dr_engine.record import AttemptOutcome
+
+    clock = FakeClock()
+    plan = plan_from_steps(tmp_path, STEPS)
+    first = start_run(plan, opts(tmp_path, clock))
+    clock.advance(600)
+    record = resume_run(tmp_path / "state", first.run_id, clock=clock, lock=NullLock(), reason="fixed the IAM role",
+                        triggered_by="bob@ops")
+    flaky = record.step("flaky-once")
+    assert flaky.attempts == 2
+    assert [(a.session, a.outcome) for a in flaky.history] == [(1, AttemptOutcome.FAILED),
+                                                               (2, AttemptOutcome.SUCCEEDED)]
+    failed = flaky.history[0]
+    assert failed.error is not None and failed.error.kind == "ProviderError"
+    assert failed.finished_at == first.step("flaky-once").finished_at
+    assert [len(s.history) for s in record.steps] == [1, 2, 1, 1]  # steps that ran once keep their one attempt
+    one, two = record.sessions
+    assert (one.status, one.halted_at_step, two.status, two.actor, two.reason) == (
+        "failed", "flaky-once", "succeeded", "bob@ops", "fixed the IAM role")
+    split = record.rto_breakdown
+    assert split is not None and record.rto_seconds is not None
+    assert split.halted_seconds == pytest.approx(600) and split.before_run_seconds == 0
+    assert split.machine_seconds == pytest.approx(7) and split.human_wait_seconds == 0
+    assert split.before_run_seconds + split.machine_seconds + split.human_wait_seconds + split.halted_seconds == \
+        pytest.approx(record.rto_seconds)
+    assert record.incident_start_declared is False
+    run_dir = tmp_path / "state" / "runs" / first.run_id
+    assert rebuild_record(read_events(run_dir / "audit.jsonl")).model_dump() == record.model_dump()
+
+
+def test_a_crashed_session_ends_its_running_attempt_as_interrupted(tmp_path: Path) -> None:
+    from dr_engine.record import AttemptOutcome
+
+    clock = FakeClock()
+    plan = plan_from_steps(tmp_path, STEPS.replace("times: 1", "times: 0"))
+    with pytest.raises(Crash):
+        start_run(plan, opts(tmp_path, clock), progress=CrashOn("uses-output"))
+    run_id = next((tmp_path / "state" / "runs").iterdir()).name
+    clock.advance(120)
+    record = resume_run(tmp_path / "state", run_id, clock=clock, lock=NullLock())
+    step = record.step("uses-output")
+    assert [(a.session, a.outcome) for a in step.history] == [(1, AttemptOutcome.INTERRUPTED),
+                                                              (2, AttemptOutcome.SUCCEEDED)]
+    assert record.sessions[0].status == "interrupted"
+    assert record.rto_breakdown is not None and record.rto_breakdown.halted_seconds == pytest.approx(120)
+
+
+def test_the_record_says_whether_the_incident_start_was_declared(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    clock = FakeClock()
+    plan = plan_from_steps(tmp_path, STEPS.replace("times: 1", "times: 0"))
+    defaulted = start_run(plan, opts(tmp_path, clock))
+    declared = start_run(plan, opts(tmp_path, clock, incident_start=clock.now() - timedelta(minutes=5)))
+    assert (defaulted.incident_start_declared, declared.incident_start_declared) == (False, True)
+    assert declared.rto_breakdown is not None and declared.rto_breakdown.before_run_seconds == pytest.approx(300)
+    assert defaulted.rto_breakdown is not None and defaulted.rto_breakdown.before_run_seconds == 0

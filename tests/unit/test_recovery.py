@@ -116,3 +116,195 @@ def test_run_ids_sort_by_time() -> None:
     second = StateDir.new_run_id(clock)
     assert RUN_ID_PATTERN.match(first) and first.startswith("20260131T020000Z-")
     assert sorted([second, first]) == [first, second]
+
+
+# --------------------------------------------------------------------------- the fold keeps history
+
+T0 = "2026-01-31T02:00:00.000Z"
+
+
+def _at(seconds: float) -> str:
+    from datetime import timedelta
+
+    from dr_engine.clock import parse_utc, utc_iso
+
+    return utc_iso(parse_utc(T0) + timedelta(seconds=seconds))
+
+
+def _initial(*, incident: str = T0, declared: bool | None = False, approve: bool = False) -> dict[str, object]:
+    from dr_engine.record import RunRecord
+
+    steps = [StepRecord(id="work", action="fake.fail", capability="exec.run"),
+             StepRecord(id="healthy", action="fake.check_health", capability="health.verify")]
+    if approve:
+        steps.insert(0, StepRecord(id="approve", action="control.approve", capability="control.approve"))
+    record = RunRecord(run_id="r1", runbook="rb", runbook_file="rb.yaml", runbook_sha256="0" * 64, mode="failover",
+                       source="east", target="west", started_at=T0, triggered_by="alice@ops",
+                       incident_started_at=incident, rto_target_seconds=900, rpo_target_seconds=0,
+                       rto_stop="healthy", steps=steps)
+    data = record.model_dump(mode="json")
+    if declared is None:  # a record written before the field existed
+        data.pop("incident_start_declared", None)
+    else:
+        data["incident_start_declared"] = declared
+    return data
+
+
+def _log(initial: dict[str, object], *items: tuple[float, str, dict[str, object]]) -> list[dict[str, object]]:
+    events: list[dict[str, object]] = [{"seq": 1, "ts": T0, "type": "run.started", "actor": "alice@ops",
+                                        "hash": "h1", "data": {"at": T0, "record": initial}}]
+    for number, (seconds, kind, data) in enumerate(items, start=2):
+        events.append({"seq": number, "ts": _at(seconds), "type": kind, "actor": str(data.pop("actor", "alice@ops")),
+                       "hash": f"h{number}", "data": {"at": _at(seconds), **data}})
+    return events
+
+
+PROVIDER = {"kind": "ProviderError", "message": "AccessDenied on ChangeResourceRecordSets", "hint": None}
+THROTTLED = {"kind": "TransientError", "message": "Throttling", "hint": None}
+
+
+def _failed_then_resumed() -> list[dict[str, object]]:
+    return _log(
+        _initial(),
+        (0, "step.started", {"step": "work"}),
+        (3, "step.attempt", {"step": "work", "attempt": 1, "error": THROTTLED, "wait_seconds": 2}),
+        (8, "step.failed", {"step": "work", "attempts": 2, "duration_seconds": 8, "error": PROVIDER}),
+        (8, "run.halted", {"step": "work", "error": PROVIDER, "changed_steps": [], "pending_steps": ["healthy"]}),
+        (9, "run.finished", {"status": "failed"}),
+        (609, "run.resumed", {"previous_status": "failed", "reset_steps": ["work"], "actor": "bob@ops",
+                              "reason": "fixed the IAM role"}),
+        (609, "step.started", {"step": "work"}),
+        (611, "step.succeeded", {"step": "work", "attempts": 1, "duration_seconds": 2, "summary": "ok"}),
+        (611, "step.started", {"step": "healthy"}),
+        (612, "step.succeeded", {"step": "healthy", "attempts": 1, "duration_seconds": 1, "summary": "healthy"}),
+        (613, "run.finished", {"status": "succeeded"}),
+    )
+
+
+def test_a_resume_keeps_every_attempt_of_the_step_it_reruns() -> None:
+    from dr_engine.journal import rebuild_record
+    from dr_engine.record import AttemptOutcome
+
+    record = rebuild_record(_failed_then_resumed())
+    work = record.step("work")
+    assert work.status is StepStatus.SUCCEEDED and work.attempts == 3
+    assert [(a.session, a.attempt, a.outcome) for a in work.history] == [
+        (1, 1, AttemptOutcome.RETRIED), (1, 2, AttemptOutcome.FAILED), (2, 3, AttemptOutcome.SUCCEEDED)]
+    first, second, third = work.history
+    assert (first.started_at, first.finished_at, first.wait_seconds) == (_at(0), _at(3), 2)
+    assert first.error is not None and first.error.kind == "TransientError"
+    assert (second.started_at, second.finished_at) == (_at(5), _at(8))  # after the 2 s backoff
+    assert second.error is not None and second.error.message == PROVIDER["message"]
+    assert (third.started_at, third.finished_at, third.error) == (_at(609), _at(611), None)
+    # The halt of the first session survives the resume that cleared the run's error.
+    assert record.error is None and record.halted_at_step is None
+    one, two = record.sessions
+    assert (one.status, one.halted_at_step, one.finished_at) == ("failed", "work", _at(9))
+    assert one.error is not None and one.error.kind == "ProviderError"
+    assert (two.status, two.actor, two.reason, two.started_at) == ("succeeded", "bob@ops", "fixed the IAM role",
+                                                                   _at(609))
+
+
+def test_the_rto_parts_add_up_to_the_rto() -> None:
+    from dr_engine.journal import rebuild_record
+
+    record = rebuild_record(_failed_then_resumed())
+    split = record.rto_breakdown
+    assert split is not None and split.until == "healthy"
+    assert record.rto_seconds == pytest.approx(612) and split.total_seconds == record.rto_seconds
+    assert (split.before_run_seconds, split.human_wait_seconds, split.halted_seconds) == (0, 0, 600)
+    assert split.machine_seconds == pytest.approx(12)
+    parts = split.before_run_seconds + split.machine_seconds + split.human_wait_seconds + split.halted_seconds
+    assert parts == pytest.approx(record.rto_seconds)
+    assert record.incident_start_declared is False and not record.incident_declared
+
+
+def test_the_rto_split_counts_a_declared_incident_and_every_approval_wait() -> None:
+    from dr_engine.journal import rebuild_record
+
+    incident = _at(-300)
+    events = _log(
+        _initial(incident=incident, declared=True, approve=True),
+        (0, "step.started", {"step": "approve"}),
+        (40, "step.failed", {"step": "approve", "attempts": 1, "duration_seconds": 40,
+                             "error": {"kind": "PreconditionFailed", "message": "rejected by carol"}}),
+        (40, "run.halted", {"step": "approve", "error": {"kind": "PreconditionFailed", "message": "rejected"}}),
+        (41, "run.finished", {"status": "halted"}),
+        (141, "run.resumed", {"previous_status": "halted", "reset_steps": ["approve"]}),
+        (141, "step.started", {"step": "approve"}),
+        (171, "step.succeeded", {"step": "approve", "attempts": 1, "duration_seconds": 30,
+                                 "facts": {"waited_seconds": 29}}),
+        (171, "step.started", {"step": "work"}),
+        (181, "step.succeeded", {"step": "work", "attempts": 1, "duration_seconds": 10}),
+        (181, "step.started", {"step": "healthy"}),
+        (182, "step.succeeded", {"step": "healthy", "attempts": 1, "duration_seconds": 1}),
+        (183, "run.finished", {"status": "succeeded"}),
+    )
+    record = rebuild_record(events)
+    split = record.rto_breakdown
+    assert split is not None and record.rto_seconds == pytest.approx(482)
+    assert split.before_run_seconds == 300 and split.halted_seconds == 100
+    assert split.human_wait_seconds == pytest.approx(40 + 29)  # the rejected wait counts too
+    assert split.machine_seconds == pytest.approx(482 - 300 - 100 - 69)
+    assert record.human_wait_seconds == pytest.approx(69)
+    assert record.incident_declared
+
+
+def test_abandoned_cancelled_and_crashed_attempts_stay_in_the_history() -> None:
+    from dr_engine.journal import rebuild_record
+    from dr_engine.record import AttemptOutcome
+
+    events = _log(
+        _initial(),
+        (0, "step.started", {"step": "work"}),
+        (4, "step.abandoned", {"step": "work", "reason": "abandoned after a second Ctrl-C", "attempts": 1,
+                               "duration_seconds": 4}),
+        (5, "run.halted", {"step": None, "error": {"kind": "Cancelled", "message": "run interrupted"}}),
+        (5, "run.finished", {"status": "cancelled"}),
+        (65, "run.resumed", {"previous_status": "cancelled", "reset_steps": ["work"]}),
+        (65, "step.started", {"step": "work"}),
+        (66, "note.added", {"text": "still going"}),
+        # the process dies here: no step end, no run.finished
+        (300, "run.resumed", {"previous_status": "running", "reset_steps": ["work"]}),
+        (300, "step.started", {"step": "work"}),
+        (302, "step.succeeded", {"step": "work", "attempts": 1, "duration_seconds": 2}),
+        (302, "step.started", {"step": "healthy"}),
+        (303, "run.halted", {"step": None, "error": {"kind": "Cancelled", "message": "run interrupted"}}),
+        (303, "run.finished", {"status": "cancelled"}),
+    )
+    record = rebuild_record(events)
+    work = record.step("work")
+    assert [(a.session, a.outcome, a.finished_at) for a in work.history] == [
+        (1, AttemptOutcome.ABANDONED, _at(4)), (2, AttemptOutcome.INTERRUPTED, _at(66)),
+        (3, AttemptOutcome.SUCCEEDED, _at(302))]
+    assert work.history[0].error is not None and "second Ctrl-C" in work.history[0].error.message
+    assert work.attempts == 3
+    healthy = record.step("healthy")
+    assert [(a.outcome, a.finished_at) for a in healthy.history] == [(AttemptOutcome.CANCELLED, _at(303))]
+    assert [s.status for s in record.sessions] == ["cancelled", "interrupted", "cancelled"]
+    split = record.rto_breakdown
+    assert split is not None and split.until == "run_finished" and record.rto_seconds is None
+    # Halted: 5 s -> 65 s after the cancel, and 66 s (last event of the dead session) -> 300 s.
+    assert split.halted_seconds == pytest.approx(60 + 234)
+    assert split.total_seconds == pytest.approx(303)
+    assert split.before_run_seconds + split.machine_seconds + split.human_wait_seconds + split.halted_seconds == \
+        pytest.approx(split.total_seconds)
+
+
+def test_records_written_before_the_history_still_load_and_infer_the_incident_start() -> None:
+    from dr_engine.journal import rebuild_record
+    from dr_engine.record import RunRecord
+
+    old = _initial(declared=None)
+    for step_data in old["steps"]:  # type: ignore[attr-defined]
+        step_data.pop("history")
+    loaded = RunRecord.model_validate(old)
+    assert loaded.incident_start_declared is None and not loaded.incident_declared
+    assert loaded.rto_breakdown is None and all(s.history == [] for s in loaded.steps)
+    earlier = RunRecord.model_validate({**old, "incident_started_at": _at(-60)})
+    assert earlier.incident_declared
+    assert rebuild_record(_log(old)).incident_start_declared is False
+    assert rebuild_record(_log({**old, "incident_started_at": _at(-60)})).incident_start_declared is True
+    # A declared start a few seconds in the future was clamped to the run start: still declared.
+    clamped = rebuild_record(_log(old, (0, "note.added", {"text": "clamped", "incident_start_given": _at(3)})))
+    assert clamped.incident_start_declared is True

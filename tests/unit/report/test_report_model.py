@@ -61,7 +61,10 @@ def test_drill_approvals_deviations_attempts_and_integrity(samples: SampleRuns) 
     assert report.integrity.chain_ok and report.integrity.chain_sealed
     assert report.integrity.chain_events == len((samples.runs["drill"] / "audit.jsonl").read_text().splitlines())
     events = [e.event for e in report.timeline]
-    assert events[0] == "Incident started (declared)"
+    # Nobody passed --incident-start: the report must not claim the incident was declared.
+    assert events[0] == "Incident start not declared: RTO measured from run start (a lower bound)"
+    assert not report.identification.incident_declared
+    assert "not declared" in report.objectives[1].detail
     assert "Milestone: healthy in target (RTO stop)" in events
     assert any(e.startswith("Attempt 1 failed: scale-target") for e in events)
     stamps = [e.at for e in report.timeline]
@@ -77,6 +80,10 @@ def test_failover_shows_override_and_incident_before_run_start(samples: SampleRu
     assert report.recovery.allow_data_loss
     assert report.recovery.rto_seconds is not None and report.recovery.rto_seconds > 420
     assert report.identification.incident_started_at < (report.identification.started_at or "")
+    assert report.identification.incident_declared
+    assert report.timeline[0].event == "Incident started (declared)"
+    split = report.recovery.breakdown
+    assert split is not None and split.before_run_seconds == pytest.approx(420)
 
 
 def test_failed_run_names_the_failure_and_what_did_not_run(samples: SampleRuns) -> None:
