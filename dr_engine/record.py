@@ -29,6 +29,38 @@ AUDIT_FILE = "audit.jsonl"
 RECORD_VERSION = 2
 
 
+#: What each version of the fold added to the record or counts differently, as (top-level
+#: fields, fields of each step, fields of each session). A record is compared with a replay of
+#: its log only on what its own version wrote (:func:`as_written_by`, :mod:`dr_engine.record_check`).
+FOLD_CHANGES: dict[int, tuple[frozenset[str], frozenset[str], frozenset[str]]] = {
+    2: (frozenset({"incident_start_declared", "rto_breakdown", "human_wait_seconds", "machine_seconds"}),
+        frozenset({"history", "attempts"}),
+        frozenset({"status", "halted_at_step", "error", "actor", "reason", "last_event_at", "human_wait_seconds"})),
+}
+
+
+def as_written_by(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """A dumped record (``model_dump(mode="json")``) without what folds newer than ``version`` changed.
+
+    A ``run.json`` written by an older release lacks the fields a newer fold adds (and counts
+    some differently): comparing it with a replay by today's fold must not call it altered.
+    """
+    top: set[str] = set()
+    step: set[str] = set()
+    session: set[str] = set()
+    for newer, (fields, step_fields, session_fields) in FOLD_CHANGES.items():
+        if newer > version:
+            top |= fields
+            step |= step_fields
+            session |= session_fields
+    if not top and not step and not session:
+        return data
+    out = {k: v for k, v in data.items() if k not in top}
+    out["steps"] = [{k: v for k, v in item.items() if k not in step} for item in data.get("steps") or []]
+    out["sessions"] = [{k: v for k, v in item.items() if k not in session} for item in data.get("sessions") or []]
+    return out
+
+
 class RunStatus(StrEnum):
     """Where a run stands. ``running`` is also what a killed run looks like until resumed."""
 
@@ -321,6 +353,7 @@ def write_record(run_dir: Path, record: RunRecord, *, durable: bool = True) -> P
 
 __all__ = [
     "AUDIT_FILE",
+    "FOLD_CHANGES",
     "RUN_FILE",
     "AttemptOutcome",
     "Override",
@@ -333,6 +366,7 @@ __all__ = [
     "StepError",
     "StepRecord",
     "StepStatus",
+    "as_written_by",
     "atomic_write_text",
     "load_record",
     "write_record",

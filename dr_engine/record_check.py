@@ -28,7 +28,7 @@ from typing import Any
 from dr_engine.audit import VerifyResult, read_events, verify
 from dr_engine.errors import RunStateError
 from dr_engine.journal import rebuild_record
-from dr_engine.record import AUDIT_FILE, RunRecord, load_record
+from dr_engine.record import AUDIT_FILE, RunRecord, as_written_by, load_record
 from dr_engine.recovery import FENCED, PROMOTED, TRAFFIC_SHIFTED
 
 #: Milestones whose time depends on the order in which the engine applied the events of
@@ -54,8 +54,9 @@ def chain_reason(result: VerifyResult) -> str:
     return f"line {result.first_bad_line}: {result.reason}" if result.first_bad_line else result.reason
 
 
-def _comparable(record: RunRecord) -> dict[str, Any]:
-    data = record.model_dump(mode="json")
+def _comparable(record: RunRecord, version: int) -> dict[str, Any]:
+    # Only what the fold of the record's own version wrote: older records lack newer fields.
+    data = as_written_by(record.model_dump(mode="json"), version)
     # Parallel steps finish in any order; the engine may apply their events in a different order
     # than they were appended, so only these fields can legitimately differ from a replay.
     data["changed_steps"] = sorted(data.get("changed_steps") or [])
@@ -66,7 +67,7 @@ def _comparable(record: RunRecord) -> dict[str, Any]:
 
 def record_differences(record: RunRecord, rebuilt: RunRecord) -> list[str]:
     """Top-level fields of ``record`` whose value differs from ``rebuilt`` (sorted)."""
-    mine, truth = _comparable(record), _comparable(rebuilt)
+    mine, truth = _comparable(record, record.record_version), _comparable(rebuilt, record.record_version)
     return sorted(key for key in set(mine) | set(truth) if mine.get(key) != truth.get(key))
 
 
