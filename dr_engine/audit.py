@@ -30,11 +30,9 @@ returned after the run was sealed) can slip an event behind it.
 from __future__ import annotations
 
 import fcntl
-import getpass
 import hashlib
 import json
 import os
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,12 +78,14 @@ class AuditSealed(RunStateError):
 
 
 def default_actor() -> str:
-    """``user@host`` of the current process (who is acting)."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
+    """``user@host`` of the current process (who is acting), as the OS says.
+
+    The effective uid's account name, never ``$USER``/``$LOGNAME`` (``getpass.getuser`` reads
+    those first, and whoever starts a process sets them); see :mod:`dr_engine.identity`.
+    """
+    from dr_engine.identity import OsIdentity
+
+    return str(OsIdentity.current())
 
 
 def canonical(value: Any) -> bytes:

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from dr_engine import audit as ev
+from dr_engine.approval_record import ANSWER_EVENTS, apply_approval_event, os_user
 from dr_engine.errors import RunStateError
 from dr_engine.history import apply_history, end_session
 from dr_engine.operations_record import PREFIXES as OPERATIONS_PREFIXES
@@ -123,7 +124,9 @@ def apply_event(record: RunRecord, event: dict[str, Any]) -> RunRecord:
         step.summary = str(data.get("reason", ""))
     elif kind == ev.OVERRIDE:
         record.overrides.append(Override(kind=str(data.get("kind", "")), detail=str(data.get("detail", "")),
-                                         actor=str(event.get("actor", "")), at=at))
+                                         actor=str(event.get("actor", "")), at=at,
+                                         approver=data.get("approver") if isinstance(data.get("approver"), str)
+                                         else None, identity=os_user(data.get("identity"))))
     elif kind == ev.MILESTONE:
         recovery.mark(str(data.get("name")), at)
     elif kind == ev.RUN_HALTED:
@@ -136,6 +139,8 @@ def apply_event(record: RunRecord, event: dict[str, Any]) -> RunRecord:
         _finished(record, data, at)
     elif kind.startswith(OPERATIONS_PREFIXES):
         apply_operations_event(record, event, at)
+    elif kind in ANSWER_EVENTS:
+        apply_approval_event(record, event, at)
     apply_history(record, event, at)  # every attempt and session, which a resume must not erase
     # Events of parallel steps may be applied slightly out of order; the head only moves forward.
     if int(event["seq"]) >= record.audit_count:

@@ -28,7 +28,8 @@ log = logging.getLogger("dr_engine.operations")
 
 #: RunOptions.extras key: the CLI sets it so that --allow-data-loss must be approved by a person.
 REQUIRE_DATA_LOSS_APPROVAL = "require_data_loss_approval"
-#: ``extras`` key: the second person who approved ``--allow-data-loss`` out of band (``--approved-by``).
+#: ``extras`` key: the name given with ``--approved-by``: a claim, recorded; under the two-person rule it
+#: does not approve ``--allow-data-loss`` by itself (see :meth:`RunHooks.before_steps`).
 DATA_LOSS_APPROVED_BY = "data_loss_approved_by"
 
 
@@ -65,30 +66,59 @@ class RunHooks:
         return self.drill_session().adapt(planned, action_cls, params, ctx)
 
     def before_steps(self) -> StepError | None:
-        """Before any step: the data-loss approval, when required. A StepError halts the run."""
+        """Before any step: the data-loss approval, when required. A StepError halts the run.
+
+        The two-person rule: the approval must come from a different OS user than the run's
+        initiator (``record.initiator``), unless the runbook sets ``approvals.allow_self_approval``.
+        A name given with ``--approved-by`` is typed by the initiator, so it is recorded as a claim
+        (``approval.claimed``) and the run still waits for ``dr approve`` by someone else; where
+        self-approval is allowed, it approves as the initiator (audited as a self-approval).
+        """
         engine = self.engine
         options = engine.options
         if not (options.allow_data_loss and options.extras.get(REQUIRE_DATA_LOSS_APPROVAL)):
             return None
-        from dr_engine.approval import DATA_LOSS_STEP, data_loss_refusal
+        from dr_engine.approval import (
+            DATA_LOSS_STEP,
+            data_loss_approved,
+            data_loss_refusal,
+            record_data_loss_approval,
+            two_person_rule,
+        )
+        from dr_engine.approval_record import APPROVAL_CLAIMED
         from dr_engine.clock import Deadline
+        from dr_engine.identity import VIA_APPROVED_BY, ApprovalAnswer, OsIdentity
 
         assert engine.record is not None and engine.run_dir is not None
-        approved = any(o.kind == "allow-data-loss-approved" for o in engine.record.overrides)
+        settings = engine.plan.loaded.runbook.approvals
+        rule = two_person_rule(engine.record, bool(settings and settings.allow_self_approval),
+                               (settings.reason if settings else None) or "")
+        approved = data_loss_approved(engine.record)
         approver = str(options.extras.get(DATA_LOSS_APPROVED_BY) or "").strip()
         # On resume the reason for accepting data loss is the one the run started with.
         reason = options.reason.strip() or engine.record.reason
         if approver and not approved and reason.strip():
-            # Approved before the run by a named person (two-person rule at the console): audited as such.
-            engine.emit(ev.OVERRIDE, actor=approver, kind="allow-data-loss-approved",
-                        detail=f"data loss accepted by {approver} before the run: {reason}")
-            approved = True
+            me = OsIdentity.current()  # whoever typed --approved-by: this process's OS user
+            problem = rule.refusal(me, VIA_APPROVED_BY)
+            if problem is None:
+                answer = ApprovalAnswer(approved=True, approver=approver, comment=reason, identity=me,
+                                        via=VIA_APPROVED_BY)
+                engine.emit(ev.APPROVAL_GRANTED, actor=str(me), step=DATA_LOSS_STEP, approver=approver,
+                            decision="approve", comment=reason, identity=me.as_dict(), authenticated=True,
+                            via=VIA_APPROVED_BY)
+                record_data_loss_approval(engine.emit, answer, rule, reason)
+                approved = True
+            else:
+                engine.emit(APPROVAL_CLAIMED, actor=str(me), step=DATA_LOSS_STEP, approver=approver,
+                            identity=me.as_dict(), authenticated=True, via=VIA_APPROVED_BY, reason=problem[0],
+                            note=f"--approved-by {approver} typed by {me}: recorded as a claim; the run waits "
+                                 "for an approval by a different OS user")
         loaded = engine.plan.loaded
         ctx = StepContext(run_id=engine.record.run_id, step_id=DATA_LOSS_STEP, mode=options.mode,
                           source=loaded.source, target=loaded.target, objectives=loaded.runbook.objectives,
                           deadline=Deadline(engine.clock, 7 * 24 * 3600.0), clock=engine.clock,
                           log=logging.getLogger("dr_engine.approval"), state_dir=engine.state.root,
-                          allow_data_loss=True,
+                          allow_data_loss=True, two_person=rule,
                           extras={**options.extras, "emit": engine.emit, "run_dir": engine.run_dir})
         return data_loss_refusal(ctx, options.extras.get("approval_gate"), reason=reason,
                                  already_approved=approved)

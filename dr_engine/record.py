@@ -207,12 +207,45 @@ class StepRecord(_Record):
     history: list[StepAttempt] = Field(default_factory=list)
 
 
+class OsUser(_Record):
+    """An identity the operating system proved (see :mod:`dr_engine.identity`): account, uid, host."""
+
+    user: str
+    uid: int
+    host: str
+
+
 class Override(_Record):
-    """A safety rule knowingly relaxed for this run (audited)."""
+    """A safety rule knowingly relaxed for this run (audited).
+
+    An approval of ``--allow-data-loss`` carries the claimed ``approver`` name and the OS
+    ``identity`` of who approved (None when nothing proved it: such an approval does not count).
+    """
 
     kind: str
     detail: str
     actor: str | None = None
+    at: str | None = None
+    approver: str | None = None
+    identity: OsUser | None = None
+
+
+class ApprovalRecord(_Record):
+    """One answer to an approval request: the name given, and who the OS says gave it.
+
+    ``decision``: ``granted``, ``rejected``, ``refused`` (an answer the run did not accept, e.g.
+    a self-approval under the two-person rule) or ``claimed`` (``--approved-by NAME``: a name
+    typed by the initiator, recorded but not an approval by itself).
+    """
+
+    step: str
+    decision: str
+    approver: str = Field(default="", description="The name given (--as, --approved-by, the Prefect form): a claim")
+    identity: OsUser | None = Field(default=None, description="Who answered, as the OS proves it; None: unproven")
+    via: str = Field(default="", description="dr approve, prefect-ui, --approved-by or timeout")
+    note: str = Field(default="", description="What the identity rests on, e.g. an unauthenticated Prefect UI")
+    comment: str = ""
+    reason: str = Field(default="", description="Why a refused answer was not accepted")
     at: str | None = None
 
 
@@ -237,6 +270,9 @@ class RunRecord(_Record):
     started_at: str
     finished_at: str | None = None
     triggered_by: str
+    initiator: OsUser | None = Field(
+        default=None, description="OS user and host of the process that started the run (the two-person rule "
+                                  "compares approvers with it); None in records written before it was kept")
     reason: str = ""
     incident_started_at: str
     incident_start_declared: bool | None = Field(
@@ -258,6 +294,8 @@ class RunRecord(_Record):
     rto_breakdown: RtoBreakdown | None = None
     milestones: dict[str, str] = Field(default_factory=dict)
     overrides: list[Override] = Field(default_factory=list)
+    approvals: list[ApprovalRecord] = Field(default_factory=list,
+                                            description="Every answer to an approval request, in order")
     allow_data_loss: bool = False
     data_loss_approval_required: bool | None = Field(
         default=None, description="--allow-data-loss needs a second person's approval, on resume too "
@@ -355,7 +393,9 @@ __all__ = [
     "AUDIT_FILE",
     "FOLD_CHANGES",
     "RUN_FILE",
+    "ApprovalRecord",
     "AttemptOutcome",
+    "OsUser",
     "Override",
     "RpoRecord",
     "RtoBreakdown",

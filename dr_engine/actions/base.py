@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from dr_engine.clock import Clock, Deadline
+from dr_engine.identity import TwoPersonRule
 from dr_engine.model import DrillBehaviour, Objectives, Region, RunMode
 from dr_engine.model.outcome import RpoObservation as RpoObservation  # re-exported (moved to model/)
 
@@ -105,6 +106,8 @@ class StepContext:
     log: logging.Logger
     state_dir: Path
     allow_data_loss: bool = False
+    #: Set on the ``--allow-data-loss`` approval only: who may approve it (see dr_engine.identity).
+    two_person: TwoPersonRule | None = None
     attempt: int = 1
     outputs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     secret_resolver: Callable[[Region, str], SecretStr] | None = None

@@ -10,6 +10,7 @@ from pydantic import Field
 from dr_engine.actions.base import Action, ActionParams, Capability, StepContext, StepResult
 from dr_engine.actions.registry import register
 from dr_engine.errors import PreconditionFailed
+from dr_engine.identity import ApprovalAnswer, as_answer
 from dr_engine.model import DrillBehaviour
 from dr_engine.model.units import Duration
 
@@ -61,8 +62,12 @@ class ApproveParams(ActionParams):
 class ApprovalGate(Protocol):
     """Supplied by the flow/engine in ``ctx.extras['approval_gate']``: waits for a human."""
 
-    def request(self, ctx: StepContext, params: ApproveParams) -> tuple[bool, str, str]:
-        """Block until decided; return (approved, approver, comment)."""
+    def request(self, ctx: StepContext, params: ApproveParams) -> ApprovalAnswer | tuple[bool, str, str]:
+        """Block until decided; return the answer.
+
+        A plain ``(approved, approver, comment)`` tuple proves nothing about who answered
+        (:func:`dr_engine.identity.as_answer`); it cannot satisfy the two-person rule.
+        """
         ...
 
 
@@ -94,7 +99,8 @@ class Approve(Action[ApproveParams]):
                 "this run has no way to ask for approval",
                 hint="run it through `dr failover` (which pauses the Prefect flow) or remove the step",
             )
-        approved, approver, comment = gate.request(ctx, params)
+        answer = as_answer(gate.request(ctx, params))
+        approved, approver, comment = answer.approved, answer.approver, answer.comment
         if params.approvers and approver not in params.approvers:
             raise PreconditionFailed(
                 f"{approver!r} is not among the allowed approvers {params.approvers}",
@@ -105,8 +111,11 @@ class Approve(Action[ApproveParams]):
                 f"approval refused by {approver}: {comment or 'no comment'}",
                 hint="resolve the concern, then `dr resume RUN_ID` to ask again",
             )
+        # The name given is a claim; the identity is what the OS proved (None: nothing did).
+        identity = answer.identity.as_dict() if answer.identity else None
         return StepResult(
-            summary=f"approved by {approver}",
+            summary=f"approved by {approver}" + (f" (OS user {answer.identity})" if answer.identity else
+                                                 " (not authenticated)"),
             changed=False,
-            facts={"approver": approver, "comment": comment},
+            facts={"approver": approver, "comment": comment, "identity": identity, "via": answer.via},
         )

@@ -6,7 +6,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from dr_engine.model.notify import Notifications
 from dr_engine.model.region import NAME_PATTERN, StrictModel
@@ -83,6 +83,36 @@ class Fencing(StrEnum):
     BEST_EFFORT = "best-effort"
 
 
+class Approvals(StrictModel):
+    """Who may approve what: the two-person rule for ``--allow-data-loss`` and its exception.
+
+    By default the person who starts a run with ``--allow-data-loss`` cannot approve it: the
+    approver must be a different OS user. ``allow_self_approval: true`` (with a ``reason``)
+    lets the initiator approve their own request; every use is audited as an override.
+    """
+
+    # The JSON Schema says what the validator below says: self-approval needs a reason.
+    model_config = ConfigDict(**StrictModel.model_config, json_schema_extra={
+        "if": {"properties": {"allow_self_approval": {"const": True}}, "required": ["allow_self_approval"]},
+        "then": {"required": ["reason"], "properties": {"reason": {"type": "string", "pattern": r"\S"}}},
+    })
+
+    # reason comes before allow_self_approval so that the validator below can see it.
+    reason: str | None = Field(
+        default=None, description="Required when allow_self_approval is true: why one person may accept data "
+                                  "loss alone (recorded in the audit with every self-approval)")
+    allow_self_approval: bool = Field(
+        default=False, description="Let the initiator of an --allow-data-loss run approve it (audited override)")
+
+    @field_validator("allow_self_approval")
+    @classmethod
+    def _reason_given(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not (info.data.get("reason") or "").strip():
+            raise ValueError("allow_self_approval needs a `reason:` explaining why one person may approve "
+                             "accepting data loss alone (it is audited with every self-approval)")
+        return value
+
+
 class Runbook(StrictModel):
     """How one application fails over from ``source`` to ``target``."""
 
@@ -109,6 +139,8 @@ class Runbook(StrictModel):
     )
     steps: Annotated[list[Step], Field(min_length=1, max_length=MAX_STEPS)]
     notify: Notifications | None = Field(default=None, description="Webhook notifications (see docs)")
+    approvals: Approvals | None = Field(
+        default=None, description="The two-person rule for --allow-data-loss; allow_self_approval relaxes it (audited)")
     kind: Literal["runbook"] = "runbook"
 
     # Field validators (not a model validator) so that errors carry the field's location.

@@ -36,7 +36,7 @@ def test_schema_is_valid_json_schema(kind: str) -> None:
 def test_schema_names_every_runbook_key() -> None:
     props = schema()["properties"]
     assert {"runbook", "description", "source", "target", "objectives", "fencing", "fencing_reason", "owner",
-            "drill_interval", "steps"} <= set(props)
+            "drill_interval", "steps", "approvals"} <= set(props)
     step = schema()["$defs"]["Step"]["properties"]
     assert {"id", "action", "with", "after", "timeout", "retry", "description", "drill"} <= set(step)
 
@@ -58,7 +58,25 @@ def test_shipped_regions_satisfy_the_schema(path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["unknown-top-key.yaml", "bad-fencing-value.yaml", "empty-steps.yaml",
-                                  "wrong-type-after-string.yaml", "bad-duration-words.yaml", "unknown-step-key.yaml"])
+                                  "wrong-type-after-string.yaml", "bad-duration-words.yaml", "unknown-step-key.yaml",
+                                  "self-approval-no-reason.yaml", "self-approval-not-bool.yaml",
+                                  "self-approval-unknown-key.yaml"])
 def test_broken_runbooks_do_not(name: str) -> None:
     errors = list(Draft202012Validator(schema()).iter_errors(yaml.safe_load((MALFORMED / name).read_text())))
     assert errors
+
+
+@pytest.mark.parametrize(("approvals", "valid"), [
+    ({"allow_self_approval": True, "reason": "one on-call engineer at night"}, True),
+    ({"allow_self_approval": False}, True),
+    ({}, True),
+    ({"allow_self_approval": True}, False),
+    ({"allow_self_approval": True, "reason": "  "}, False),
+    ({"allow_self_approval": True, "reason": None}, False),
+    ({"allow_self_approval": "true", "reason": "x"}, False),
+])
+def test_self_approval_needs_a_reason_in_the_schema_too(approvals: dict[str, Any], valid: bool) -> None:
+    runbook = yaml.safe_load((REPO / "runbooks" / "sample-noop.yaml").read_text())
+    runbook["approvals"] = approvals
+    errors = list(Draft202012Validator(schema()).iter_errors(runbook))
+    assert (not errors) is valid, errors
