@@ -113,7 +113,8 @@ def evidence_cmd(
     result = build_evidence(state.run_dir(run_id), target)
     console = out()
     console.print(f"evidence pack {result.path} ({len(result.manifest['files'])} files, audit chain "
-                  f"{'intact' if result.manifest['audit_chain']['ok'] else 'BROKEN'})", markup=False)
+                  f"{'intact' if result.manifest['audit_chain']['ok'] else 'BROKEN'}"
+                  f"{'' if result.manifest['verified'] else '; the run is UNVERIFIED'})", markup=False)
     for warning in result.warnings:
         err().print(f"warning: {warning}", markup=False)
 
@@ -127,8 +128,8 @@ def _verify(path: Path, output: Output) -> None:
                     "problems": outcome.problems, "warnings": outcome.warnings})
     else:
         if outcome.ok:
-            out().print(f"{path}: OK, {outcome.checked} files match the manifest, audit chain intact "
-                        f"(run {outcome.run_id})", markup=False)
+            out().print(f"{path}: OK, {outcome.checked} files match the manifest, audit chain intact, reports "
+                        f"match a rebuild from the packed logs (run {outcome.run_id})", markup=False)
         else:
             err().print(f"{path}: VERIFICATION FAILED", markup=False)
             for problem in outcome.problems:

@@ -12,8 +12,19 @@ Layout of ``dr evidence RUN_ID -o FILE.zip``::
 
 The zip comment carries the SHA-256 of ``manifest.json``, so editing the manifest is
 detected too. :func:`verify_evidence` checks the comment, every digest, that no member is
-missing or added, the audit chain (and the notes chain), and that the report's recorded
-digests match the packed logs.
+missing or added, the audit chain (and the notes chain), that ``run.json`` is what the
+audit log says (:mod:`dr_engine.record_check`), and that the reports say what the packed
+logs say: digests alone prove nothing when whoever edits a report also rewrites the manifest.
+
+How the reports are tied to the logs: the report is rebuilt from the packed ``run.json``,
+``audit.jsonl`` and notes log (with the report time and retention path the manifest
+recorded) and rendered again. Rendering is deterministic, so ``report.json`` and
+``report.md`` must be byte for byte what the rebuild renders, and ``report.html`` too except
+its embedded chart images, which matplotlib draws with the machine's fonts (they picture the
+timeline that the checked tables state; their bytes are covered by the manifest only, like
+``timeline.png``). ``report.pdf`` is rendered again from the rebuilt report and must match
+byte for byte: that needs the WeasyPrint and matplotlib versions and fonts the pack was made
+with (the manifest records the versions, and a mismatch names them).
 
 Limit: digests prove the pack is unchanged since it was made, not who made it; anyone can
 rebuild a consistent pack from forged inputs. Anchor the audit head hash (shown in every
@@ -32,19 +43,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dr_engine import __version__
 from dr_engine.audit import default_actor
 from dr_engine.clock import utc_iso
 from dr_engine.errors import RunStateError
 from dr_engine.record import AUDIT_FILE, RUN_FILE, load_record
-from dr_engine.report.model import build_run_report
-from dr_engine.report.publish import render_run_files
+from dr_engine.record_check import chain_reason
+from dr_engine.report.charts import timeline_chart
+from dr_engine.report.formatting import parse_ts
+from dr_engine.report.model import RunReport, build_run_report, content_digest
+from dr_engine.report.publish import render_run_files, run_html, run_markdown
 from dr_engine.report.redact import looks_secret, redact_text
-from dr_engine.report.source import NOTES_DIR, NOTES_FILE, check_chain, load_run, notes_path
+from dr_engine.report.render import render_json, render_pdf
+from dr_engine.report.source import NOTES_DIR, NOTES_FILE, RunSource, load_run, notes_path
 from dr_engine.runbooks import runbooks_dir
 
 EVIDENCE_FORMAT = "dr-engine-evidence/1"
 MANIFEST = "manifest.json"
 _COMMENT = re.compile(rb"manifest-sha256=([0-9a-f]{64})")
+#: Embedded chart images of the HTML report, left out of its comparison with a re-render.
+_SVG_URI = re.compile(r"data:image/svg\+xml;base64,[A-Za-z0-9+/=]*")
 
 
 @dataclass
@@ -136,7 +154,7 @@ def _collect_config(run_dir: Path, record: dict[str, Any], members: dict[str, by
                             f"differs from the {recorded[:16]}... recorded at run time (packed as it is now)")
     regions_dir = Path(str(record["regions_dir"])) if record.get("regions_dir") else (
         runbook_path.parent.parent / "regions" if runbook_path else None)
-    raw_regions = record.get("regions_sha256")
+    raw_regions = record.get("region_sha256")
     recorded_regions: dict[str, Any] = raw_regions if isinstance(raw_regions, dict) else {}
     for name in dict.fromkeys([str(record.get("source") or ""), str(record.get("target") or "")]):
         path = _region_file(regions_dir, name)
@@ -170,9 +188,12 @@ def build_evidence(run_dir: Path, out: Path, *, formats: tuple[str, ...] = ("htm
     if notes_path(run_dir).is_file():
         members[f"{NOTES_DIR}/{NOTES_FILE}"] = notes_path(run_dir).read_bytes()
     warnings: list[str] = []
-    if not source.chain.ok:
-        warnings.append(f"the audit chain does not verify: {source.chain.reason} (packed as found)")
-    report = build_run_report(source, now=now)
+    if not source.verified:
+        warnings.append(f"the run does not verify: {source.verification} (packed as found; its reports read "
+                        "UNVERIFIED)")
+    # One time for the report and the manifest, so that verification can rebuild the same report.
+    created = now or datetime.now(UTC)
+    report = build_run_report(source, now=created)
     for name, content in render_run_files(report, formats).items():
         members[f"report/{name}"] = content
     config = _collect_config(run_dir, record, members, warnings)
@@ -180,7 +201,6 @@ def build_evidence(run_dir: Path, out: Path, *, formats: tuple[str, ...] = ("htm
         if looks_secret(members[name].decode("utf-8", "replace")):
             warnings.append(f"{name} contains what looks like a credential; it is packed unchanged because its "
                             "digest is evidence (reports are redacted)")
-    created = now or datetime.now(UTC)
     manifest: dict[str, Any] = {
         "format": EVIDENCE_FORMAT,
         "run_id": record["run_id"],
@@ -189,7 +209,12 @@ def build_evidence(run_dir: Path, out: Path, *, formats: tuple[str, ...] = ("htm
         "created_by": actor or default_actor(),
         "audit_chain": {"ok": source.chain.ok, "events": source.chain.count, "head": source.chain.head,
                         "sealed": source.chain.sealed, "reason": source.chain.reason},
+        "verified": source.verified,
+        "verification": source.verification,
         "report_content_sha256": report.integrity.content_sha256,
+        "report_generated_at": report.generated_at,
+        "report_retained_at": report.integrity.retained_at,
+        "renderer": renderer_versions(),
         "config": config,
         "warnings": warnings,
         "files": [{"path": name, "sha256": _sha(data), "bytes": len(data)} for name, data in sorted(members.items())],
@@ -258,32 +283,43 @@ def verify_evidence(path: Path) -> VerifyOutcome:
             outcome.problems.append(f"{name}: size differs from the manifest")
     for name in sorted(set(contents) - set(files)):
         outcome.problems.append(f"{name}: not listed in the manifest (added after packing)")
-    _verify_logs(contents, outcome)
+    source = _verify_logs(contents, outcome)
     _cross_check(contents, outcome)
+    if source is not None:
+        _check_reports(contents, manifest, source, outcome)
     outcome.warnings += [str(w) for w in manifest.get("warnings") or []]
     return outcome
 
 
-def _verify_logs(contents: dict[str, bytes], outcome: VerifyOutcome) -> None:
+def _verify_logs(contents: dict[str, bytes], outcome: VerifyOutcome) -> RunSource | None:
+    """Check the packed logs; return them read as a run source (None when they cannot be read)."""
     if AUDIT_FILE not in contents or RUN_FILE not in contents:
         outcome.problems.append("the pack lacks run.json or audit.jsonl: the audit chain cannot be verified")
-        return
+        return None
     with tempfile.TemporaryDirectory(prefix="dr-evidence-") as tmp:
         root = Path(tmp)
         # Fixed names under a private directory: member names are never used as paths.
         (root / RUN_FILE).write_bytes(contents[RUN_FILE])
         (root / AUDIT_FILE).write_bytes(contents[AUDIT_FILE])
-        chain = check_chain(root / AUDIT_FILE)
-        if not chain.ok:
-            where = f"line {chain.first_bad_line}: " if chain.first_bad_line else ""
-            outcome.problems.append(f"audit.jsonl: chain verification failed at {where}{chain.reason}")
         notes = contents.get(f"{NOTES_DIR}/{NOTES_FILE}")
         if notes is not None:
             (root / NOTES_DIR).mkdir()
             (root / NOTES_DIR / NOTES_FILE).write_bytes(notes)
-            notes_chain = check_chain(root / NOTES_DIR / NOTES_FILE, standalone=True)
-            if not notes_chain.ok:
-                outcome.problems.append(f"notes/audit.jsonl: chain verification failed: {notes_chain.reason}")
+        try:
+            source = load_run(root)  # verifies the chains and run.json against the log (record_check)
+        except RunStateError as exc:
+            outcome.problems.append(f"run.json: cannot be read, so nothing in the pack can be checked against it: "
+                                    f"{exc}")
+            return None
+    check = source.check
+    if not source.chain.ok:
+        reason = chain_reason(check.chain) if check is not None else source.chain.reason
+        outcome.problems.append(f"audit.jsonl: chain verification failed at {reason}")
+    elif check is not None and not check.verified:
+        outcome.problems.append(f"run.json: {check.verification}")
+    if source.notes_chain is not None and not source.notes_chain.ok:
+        outcome.problems.append(f"notes/audit.jsonl: chain verification failed: {source.notes_chain.reason}")
+    return source
 
 
 def _cross_check(contents: dict[str, bytes], outcome: VerifyOutcome) -> None:
@@ -301,4 +337,105 @@ def _cross_check(contents: dict[str, bytes], outcome: VerifyOutcome) -> None:
         outcome.problems.append("run.json differs from the run record the report was built from")
 
 
-__all__ = ["EVIDENCE_FORMAT", "EvidenceResult", "VerifyOutcome", "build_evidence", "verify_evidence"]
+def renderer_versions() -> dict[str, str]:
+    """Versions of what renders the reports (a re-render matches byte for byte only with the same ones)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"dr-engine": __version__}
+    for package in ("weasyprint", "matplotlib", "jinja2"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def _first_difference(packed: str, rebuilt: str) -> str:
+    """Where two renderings part: the first differing line of each (shortened)."""
+    ours, theirs = packed.splitlines(), rebuilt.splitlines()
+    for number, (mine, truth) in enumerate(zip(ours, theirs, strict=False), start=1):
+        if mine != truth:
+            return f"line {number} reads {mine.strip()[:120]!r} where the logs give {truth.strip()[:120]!r}"
+    return f"{len(ours)} lines where the logs give {len(theirs)}"
+
+
+def _json_difference(packed: bytes, rebuilt: RunReport) -> str:
+    try:
+        data = json.loads(packed)
+    except ValueError:
+        return "it is not valid JSON"
+    if not isinstance(data, dict):
+        return "it is not a report"
+    truth = rebuilt.to_dict()
+    for key in ("verdict", "verified", "verification"):
+        if data.get(key) != truth.get(key):
+            return f"{key} is {data.get(key)!r} where the logs give {truth.get(key)!r}"
+    keys = sorted(k for k in set(data) | set(truth) if data.get(k) != truth.get(k))
+    return f"it differs in {', '.join(keys)}" if keys else "it differs in layout"
+
+
+def _rebuilt_report(manifest: dict[str, Any], contents: dict[str, bytes], source: RunSource,
+                    outcome: VerifyOutcome) -> RunReport | None:
+    # The report time and retention path are not in the logs: take them from the manifest (older
+    # packs: from report.json). Neither changes what the report says about the run.
+    packed: dict[str, Any] = {}
+    try:
+        loaded = json.loads(contents.get("report/report.json", b"{}"))
+        packed = loaded if isinstance(loaded, dict) else {}
+    except ValueError:
+        pass
+    integrity = packed.get("integrity") if isinstance(packed.get("integrity"), dict) else {}
+    generated = manifest.get("report_generated_at") or packed.get("generated_at")
+    retained = manifest.get("report_retained_at") or (integrity or {}).get("retained_at")
+    moment = parse_ts(str(generated)) if generated else None
+    if moment is None or not isinstance(retained, str):
+        outcome.problems.append("the reports cannot be rebuilt from the logs: the manifest records no report time "
+                                "or retention path; rebuild the pack with `dr evidence RUN_ID -o FILE.zip`")
+        return None
+    report = build_run_report(source, now=moment)
+    report.integrity.retained_at = retained
+    report.integrity.content_sha256 = content_digest(report)
+    return report
+
+
+def _check_reports(contents: dict[str, bytes], manifest: dict[str, Any], source: RunSource,
+                   outcome: VerifyOutcome) -> None:
+    """Refuse a pack whose reports do not say what its logs say (see the module docstring)."""
+    if not any(name.startswith("report/report.") for name in contents):
+        return
+    report = _rebuilt_report(manifest, contents, source, outcome)
+    if report is None:
+        return
+    mismatch = "disagrees with the report rebuilt from the packed run.json and audit.jsonl"
+    recorded = manifest.get("report_content_sha256")
+    if recorded is not None and recorded != report.integrity.content_sha256:
+        outcome.problems.append(f"manifest.json: report_content_sha256 {mismatch}")
+    raw_json = contents.get("report/report.json")
+    if raw_json is not None and raw_json != render_json(report).encode("utf-8"):
+        outcome.problems.append(f"report/report.json {mismatch}: {_json_difference(raw_json, report)}")
+    raw_md = contents.get("report/report.md")
+    if raw_md is not None:
+        expected = run_markdown(report)
+        text = raw_md.decode("utf-8", "replace")
+        if text != expected:
+            outcome.problems.append(f"report/report.md {mismatch}: {_first_difference(text, expected)}")
+    raw_html = contents.get("report/report.html")
+    if raw_html is not None:
+        html = _SVG_URI.sub("data:chart", raw_html.decode("utf-8", "replace"))
+        expected = _SVG_URI.sub("data:chart", run_html(report, b""))
+        if html != expected:
+            outcome.problems.append(f"report/report.html {mismatch}: {_first_difference(html, expected)}")
+    raw_pdf = contents.get("report/report.pdf")
+    # Laid out from our own rendering of the rebuilt report, never from packed HTML: a forged
+    # pack's HTML (or an SVG inside it) could make the layout engine fetch files or URLs.
+    if raw_pdf is not None and render_pdf(run_html(report, timeline_chart(report, "svg"))) != raw_pdf:
+        made_with = manifest.get("renderer")
+        here = renderer_versions()
+        hint = ("" if not isinstance(made_with, dict) or made_with == here else
+                f" (the pack was rendered with {made_with}, this machine has {here}: verify where the versions "
+                "match)")
+        outcome.problems.append(f"report/report.pdf {mismatch}: it is not the layout of the rebuilt report{hint}")
+
+
+__all__ = ["EVIDENCE_FORMAT", "EvidenceResult", "VerifyOutcome", "build_evidence", "renderer_versions",
+           "verify_evidence"]

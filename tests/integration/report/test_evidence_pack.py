@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from dr_engine.audit import canonical
 from dr_engine.report.evidence import MANIFEST, build_evidence, verify_evidence
+from dr_engine.report.model import build_run_report, content_digest
+from dr_engine.report.publish import render_run_files
+from dr_engine.report.render import render_pdf
+from dr_engine.report.source import load_run
 from dr_engine.testing.sample_runs import CANARIES, SampleRuns
 
 pytestmark = pytest.mark.integration
@@ -150,3 +158,100 @@ def test_a_runbook_changed_since_the_run_is_flagged(samples: SampleRuns, tmp_pat
     outcome = verify_evidence(result.path)
     assert outcome.ok  # the pack itself is intact ...
     assert any("changed since the run" in w for w in outcome.warnings)  # ... and says what it found
+
+
+DR = Path(sys.executable).with_name("dr")
+
+
+def dr_verify(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(DR), "evidence", "verify", str(path)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "NO_COLOR": "1"}, check=False)
+
+
+def reforge(pack: Path, tmp_path: Path, members: Members) -> Path:
+    """Write ``members`` as a pack whose manifest digests and zip comment are all recomputed (a careful forger)."""
+    manifest = json.loads(members[MANIFEST])
+    for entry in manifest["files"]:
+        entry["sha256"] = hashlib.sha256(members[entry["path"]]).hexdigest()
+        entry["bytes"] = len(members[entry["path"]])
+    members[MANIFEST] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    digest = hashlib.sha256(members[MANIFEST]).hexdigest()
+    return write_pack(tmp_path / "forged.zip", members, b"dr-engine evidence pack; manifest-sha256=" + digest.encode())
+
+
+FLIPS = {
+    "report/report.json": (b'"verdict": "PASSED"', b'"verdict": "FAILED"'),
+    "report/report.html": (b'<span class="verdict PASSED">PASSED</span>',
+                           b'<span class="verdict FAILED">FAILED</span>'),
+    "report/report.md": (b"**Verdict: PASSED**", b"**Verdict: FAILED**"),
+}
+
+
+@pytest.mark.parametrize("member", sorted(FLIPS))
+def test_a_report_edited_with_consistent_digests_is_refused(pack: Path, tmp_path: Path, member: str) -> None:
+    members, _ = read_pack(pack)
+    before, after = FLIPS[member]
+    assert members[member].count(before) == 1
+    members[member] = members[member].replace(before, after)
+    forged = reforge(pack, tmp_path, members)
+    done = dr_verify(forged)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "VERIFICATION FAILED" in done.stderr and "Traceback" not in done.stderr
+    assert f"{member} disagrees with the report rebuilt from the packed run.json and audit.jsonl" in done.stderr
+    if member == "report/report.json":
+        assert "verdict is 'FAILED' where the logs give 'PASSED'" in done.stderr
+    else:
+        assert "where the logs give" in done.stderr and "PASSED" in done.stderr
+
+
+def test_a_pdf_laid_out_from_an_edited_report_is_refused(pack: Path, tmp_path: Path) -> None:
+    members, _ = read_pack(pack)
+    before, after = FLIPS["report/report.html"]
+    members["report/report.pdf"] = render_pdf(members["report/report.html"].replace(before, after).decode())
+    done = dr_verify(reforge(pack, tmp_path, members))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "report/report.pdf disagrees with the report rebuilt from the packed run.json and audit.jsonl: it is " \
+        "not the layout of the rebuilt report" in done.stderr
+
+
+def test_a_forged_run_record_with_reports_rebuilt_from_it_is_refused(pack: Path, tmp_path: Path) -> None:
+    """The forger edits run.json (RTO missed) and renders every report again from it: the log disagrees."""
+    members, _ = read_pack(pack)
+    record = json.loads(members["run.json"])
+    record["rto_met"] = False
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_bytes(json.dumps(record, indent=2).encode())
+    (run_dir / "audit.jsonl").write_bytes(members["audit.jsonl"])
+    packed_report = json.loads(members["report/report.json"])
+    report = build_run_report(load_run(run_dir), now=datetime.fromisoformat(packed_report["generated_at"]))
+    report.integrity.retained_at = packed_report["integrity"]["retained_at"]
+    report.integrity.content_sha256 = content_digest(report)
+    members["run.json"] = (run_dir / "run.json").read_bytes()
+    for name, data in render_run_files(report, ("html", "pdf", "md", "json")).items():
+        members[f"report/{name}"] = data
+    manifest = json.loads(members[MANIFEST])
+    manifest["report_content_sha256"] = report.integrity.content_sha256
+    members[MANIFEST] = json.dumps(manifest).encode()
+    done = dr_verify(reforge(pack, tmp_path, members))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "run.json: run.json disagrees with the audit log on rto_met" in done.stderr
+
+
+def test_a_region_file_changed_since_the_run_is_flagged(fresh_samples: SampleRuns, tmp_path: Path) -> None:
+    west = fresh_samples.project / "regions" / "west.yaml"
+    west.write_text(west.read_text(encoding="utf-8") + "# edited after the drill\n", encoding="utf-8")
+    run_id = fresh_samples.run_id("drill")
+    target = tmp_path / "drill.zip"
+    built = subprocess.run([str(DR), "evidence", run_id, "-o", str(target)], capture_output=True, text=True,
+                           timeout=300, check=False, cwd=tmp_path,
+                           env={**os.environ, "NO_COLOR": "1", "DR_STATE_DIR": str(fresh_samples.state_dir)})
+    assert built.returncode == 0, built.stderr
+    assert f"warning: region file {west} changed since the run" in built.stderr
+    members, _ = read_pack(target)
+    regions = {r["region"]: r for r in json.loads(members[MANIFEST])["config"]["regions"]}
+    assert regions["west"]["matches_run"] is False and regions["east"]["matches_run"] is True
+    assert regions["west"]["recorded_sha256"] == fresh_samples.records["drill"].region_sha256["west"]
+    done = dr_verify(target)
+    assert done.returncode == 0, done.stderr  # the pack is intact and says what it found
+    assert "region file" in done.stderr and "changed since the run" in done.stderr
