@@ -172,6 +172,15 @@ def artifact_markdown(report: RunReport, report_path: Path | None = None) -> str
     lines += ["", f"Machine time {fmt_seconds(rec.machine_seconds)} · human wait {fmt_seconds(rec.human_wait_seconds)}"
               f" · {len(report.deviations)} deviation(s) · audit chain "
               f"{'intact' if report.integrity.chain_ok else 'BROKEN'} ({report.integrity.chain_events} events)"]
+    split = rec.breakdown
+    if split is not None:
+        whole = "RTO" if split.until == "healthy" else "Not recovered: incident start to the end of the run"
+        lines += ["", f"{whole} {fmt_seconds(split.total_seconds)} = {fmt_seconds(split.before_run_seconds)} before "
+                  f"the run started + {fmt_seconds(split.machine_seconds)} machine time + "
+                  f"{fmt_seconds(split.human_wait_seconds)} waiting for people + "
+                  f"{fmt_seconds(split.halted_seconds)} halted between sessions"]
+    if not ident.incident_declared:
+        lines += ["", f"Incident start {ident.incident_note}."]
     for deviation in report.deviations:
         lines.append(f"- {deviation.kind}: {deviation.step_id or ''} {deviation.detail} {deviation.reason}".rstrip())
     if report_path is not None:

@@ -15,7 +15,7 @@ from dr_engine.journal import rebuild_record
 from dr_engine.lock import NullLock
 from dr_engine.record import AUDIT_FILE, RUN_FILE, RunRecord
 from dr_engine.report.charts import timeline_chart
-from dr_engine.report.publish import render_run_files, run_report
+from dr_engine.report.publish import artifact_markdown, render_run_files, run_report
 from dr_engine.run import RunOptions, resume_run, start_run
 from dr_engine.testing.clock import FakeClock
 from dr_engine.testing.runbooks import plan_from_steps
@@ -87,6 +87,9 @@ def test_every_format_shows_the_attempts_the_sessions_and_the_split(tmp_path: Pa
         assert "halted between sessions" in text and "10 min 00 s" in text, name
         assert "not declared: RTO measured from run start (a lower bound)" in text, name
         assert "Every attempt" in text, name
+    summary = artifact_markdown(report)  # the Prefect markdown artifact of the run
+    assert "+ 10 min 00 s halted between sessions" in summary and "not declared" in summary
+    assert "failure: shift" in summary and "halt: shift" in summary
 
 
 def test_the_chart_draws_each_attempt_and_the_halted_stretch(tmp_path: Path) -> None:
