@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from dr_engine.actions.base import Action, ActionParams, Capability, StepContext
 from dr_engine.actions.registry import register
 from dr_engine.audit import read_events, verify
 from dr_engine.errors import PreconditionFailed
+from dr_engine.identity import PREFECT_UI_UNAUTHENTICATED, OsIdentity
+from dr_engine.operations import REQUIRE_DATA_LOSS_APPROVAL
 from dr_engine.prefect_env import EMBEDDED_SETTINGS
 from dr_engine.record import RunRecord, RunStatus, StepStatus
 from dr_engine.run import RunOptions
@@ -131,7 +134,13 @@ def test_approve_from_another_process_resumes_the_paused_flow(in_process_prefect
     assert record.human_wait_seconds > 0
     events = _events(state, record)
     granted = [e for e in events if e["type"] == "approval.granted"]
-    assert granted[0]["actor"] == "alice@risk" and granted[0]["data"]["comment"] == "CHG-1"
+    # The name given is recorded beside who the OS says answered (the actor of the event).
+    me = OsIdentity.current()
+    assert granted[0]["data"]["approver"] == "alice@risk" and granted[0]["data"]["comment"] == "CHG-1"
+    assert granted[0]["actor"] == str(me) and granted[0]["data"]["identity"] == me.as_dict()
+    assert record.step("approve").facts["identity"] == me.as_dict()
+    assert [(a.approver, a.via, a.identity.user if a.identity else None) for a in record.approvals] == \
+        [("alice@risk", "dr approve", me.user)]
     assert any(e["type"] == "note.added" and e["data"].get("rechecked") == "gate" for e in events)
 
 
@@ -145,7 +154,8 @@ def test_reject_halts_the_run(in_process_prefect: Path, tmp_path: Path) -> None:
     record = _finish(thread, result)
     assert record.status is RunStatus.HALTED and record.halted_at_step == "approve"
     assert record.step("healthy").status is StepStatus.PENDING
-    assert any(e["type"] == "approval.rejected" and e["actor"] == "bob@risk" for e in _events(state, record))
+    assert any(e["type"] == "approval.rejected" and e["data"]["approver"] == "bob@risk"
+               and e["data"]["authenticated"] is True for e in _events(state, record))
 
 
 def test_gates_are_rechecked_after_approval(in_process_prefect: Path, tmp_path: Path) -> None:
@@ -172,3 +182,58 @@ def test_timeout_applies_the_on_timeout_outcome(in_process_prefect: Path, tmp_pa
     assert decided and decided[0]["data"]["timed_out"] is True
     if status is RunStatus.SUCCEEDED:
         assert record.step("healthy").status is StepStatus.SUCCEEDED  # tasks ran after the timed-out pause
+
+
+def _resume_as_the_prefect_ui(state: Path, run_id: str, decision: str) -> None:
+    """Answer like the Prefect UI's resume form: the typed fields, no answer file."""
+    from prefect.flow_runs import resume_flow_run
+
+    from dr_engine.approval import pending_approval
+
+    pending = pending_approval(state, run_id)
+    resume_flow_run(uuid.UUID(str(pending["flow_run_id"])),
+                    run_input={"approver": "carol", "decision": decision, "comment": "from the UI"})
+
+
+def _wait_for(state: Path, run_id: str, kind: str, count: int = 1) -> None:
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        if sum(e["type"] == kind for e in read_events(StateDir(state).audit_file(run_id))) >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {kind} event")
+
+
+def test_a_prefect_ui_answer_is_recorded_as_unauthenticated(in_process_prefect: Path, tmp_path: Path) -> None:
+    flag = tmp_path / "flag"
+    flag.write_text("open")
+    thread, result, state = _start(tmp_path, _steps(flag), "ui-approve-app")
+    _resume_as_the_prefect_ui(state, _wait_request(state), "approve")
+    record = _finish(thread, result)
+    assert record.status is RunStatus.SUCCEEDED  # an ordinary approval step takes it, as before
+    [answer] = record.approvals
+    assert (answer.decision, answer.approver, answer.identity, answer.via) == ("granted", "carol", None, "prefect-ui")
+    assert answer.note == PREFECT_UI_UNAUTHENTICATED
+    assert record.step("approve").summary == "approved by carol (not authenticated)"
+
+
+def test_a_prefect_ui_answer_cannot_approve_data_loss(in_process_prefect: Path, tmp_path: Path) -> None:
+    from flows.failover import launch
+
+    plan = plan_from_steps(tmp_path, "- id: healthy\n  action: fake.check_health\n", name="ui-data-loss-app")
+    state = tmp_path / "state"
+    options = RunOptions(state_dir=state, allow_data_loss=True, reason="region lost; CRO accepts the loss")
+    options.extras[REQUIRE_DATA_LOSS_APPROVAL] = True
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(record=launch(plan, options)), daemon=True)
+    thread.start()
+    run_id = _wait_request(state)
+    _resume_as_the_prefect_ui(state, run_id, "approve")
+    _wait_for(state, run_id, "approval.refused")
+    assert thread.is_alive()  # refused, and still waiting for an approval that proves who gave it
+    _resume_as_the_prefect_ui(state, run_id, "reject")  # rejecting is always accepted: it is the safe way
+    record = _finish(thread, result)
+    assert record.status is RunStatus.HALTED and record.steps[0].attempts == 0
+    assert [(a.decision, a.via) for a in record.approvals] == [("refused", "prefect-ui"), ("rejected", "prefect-ui")]
+    assert "unauthenticated" in record.approvals[0].reason
+    assert not [o for o in record.overrides if o.kind == "allow-data-loss-approved"]
