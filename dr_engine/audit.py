@@ -272,6 +272,7 @@ def verify(path: Path, *, expected_count: int | None = None, expected_head: str 
     run_id: str | None = None
     last: dict[str, Any] | None = None
     heads: dict[int, str] = {}
+    seal = _SealTracker()
     for number, line in enumerate(lines, start=1):
         bad = _check_line(line, number, prev, run_id)
         if isinstance(bad, str):
@@ -281,6 +282,7 @@ def verify(path: Path, *, expected_count: int | None = None, expected_head: str 
         prev = str(event["hash"])
         heads[number] = prev
         last = event
+        seal.see(number, event)
     count = len(lines)
     sealed = last is not None and last["type"] == RUN_FINISHED and last["data"].get("events") == count
     if count == 0:
@@ -292,11 +294,44 @@ def verify(path: Path, *, expected_count: int | None = None, expected_head: str 
             and heads.get(expected_count) != expected_head:
         return VerifyResult(False, count, expected_count,
                             f"event {expected_count} does not match the head hash recorded in run.json", prev)
+    late = seal.event_after_seal(count)
+    if late is not None:
+        return VerifyResult(False, count, late[0], late[1], prev)
     if expect_sealed and not sealed:
         return VerifyResult(False, count, None,
                             "truncated: the run ended but the log does not end with its sealing run.finished event",
                             prev)
     return VerifyResult(True, count, None, "", prev, sealed)
+
+
+class _SealTracker:
+    """Where the log was last sealed, and what came right after it.
+
+    After a sealing ``run.finished`` (``data.events`` equal to its ``seq``) a writer may only
+    open a new session (``run.resumed``) or amend the stopped run, which ends on a new seal.
+    A tail after the last seal that does neither was appended after the run ended: that is
+    not truncation, and :func:`verify` names it as what it is.
+    """
+
+    def __init__(self) -> None:
+        self.line = 0
+        self.next_type: str | None = None
+
+    def see(self, number: int, event: dict[str, Any]) -> None:
+        """Feed events in order."""
+        data = event.get("data")
+        if event["type"] == RUN_FINISHED and isinstance(data, dict) and data.get("events") == number:
+            self.line, self.next_type = number, None
+        elif self.line and self.next_type is None:
+            self.next_type = str(event["type"])
+
+    def event_after_seal(self, count: int) -> tuple[int, str] | None:
+        """``(line, reason)`` when the tail after the last seal was appended to a finished run."""
+        if not self.line or self.line == count or self.next_type == RUN_RESUMED:
+            return None
+        return (self.line + 1, f"event after the seal: {self.next_type} at line {self.line + 1} follows the "
+                f"run.finished that sealed the log at line {self.line} (a finished run takes no more events "
+                "except through `dr resume`, `dr cancel` or `dr skip`, which re-seal it)")
 
 
 def _check_line(line: bytes, number: int, prev: str, run_id: str | None) -> dict[str, Any] | str:

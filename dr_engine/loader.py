@@ -23,7 +23,7 @@ from dr_engine.errors import ConfigError, Problem, UnknownAction
 from dr_engine.gcpause import gc_paused
 from dr_engine.model import Region, Runbook
 from dr_engine.problems import describe_value, validation_problems
-from dr_engine.substitution import Reference, find_references, parse_reference, substitute
+from dr_engine.substitution import Reference, find_references, find_unclosed, parse_reference, substitute
 from dr_engine.yamlsafe import LineMap, PathKey, format_path, line_for, parse_path, read_yaml
 
 #: Shown in place of a secret when params are validated before run time.
@@ -157,6 +157,10 @@ def _region_resolver(source: Region, target: Region, runbook: str) -> Any:
 def _check_references(loaded: LoadedRunbook, index: int, raw: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     step_ids = loaded.step_ids
+    for field_path, text in find_unclosed(raw):
+        path_key: PathKey = ("steps", index, "with", *parse_path(field_path))
+        problems.append(loaded.problem(path_key, f"unclosed reference '{text}': no closing '}}'",
+                                       f"close it ('{text}}}'), or write $${{ for a literal ${{"))
     for field_path, text in find_references(raw):
         path: PathKey = ("steps", index, "with", *parse_path(field_path))
         ref = parse_reference(text)
@@ -263,10 +267,16 @@ def _load_runbook(path: Path, regions_dir: Path | None) -> LoadedRunbook:
 def _load_named_regions(directory: Path, runbook: Runbook, file: str, lines: LineMap) -> dict[str, Region]:
     problems: list[Problem] = []
     regions: dict[str, Region] = {}
-    available = sorted(p.stem for p in directory.glob("*.yaml")) if directory.is_dir() else []
+    available = sorted(p.stem for p in directory.glob("*.yaml") if p.is_file()) if directory.is_dir() else []
     for key in ("source", "target"):
         name = getattr(runbook, key)
         candidate = directory / f"{name}.yaml"
+        if candidate.is_dir():
+            problems.append(Problem(file, line_for(lines, (key,)), key,
+                                    f"region file {display_path(candidate)} is a directory, not a file",
+                                    f"replace it with a file holding region '{name}' (name, aws, params, "
+                                    "secrets), or point DR_REGIONS_DIR at another folder"))
+            continue
         if not candidate.is_file():
             close = difflib.get_close_matches(name, available, n=1)
             hint = f"did you mean '{close[0]}'?" if close else (

@@ -40,6 +40,7 @@ class PlannedStep:
     step: Step
     action: str
     capability: Capability
+    #: 1 for the first wave, as ``dr plan``, the run record and reports number them.
     wave: int
     timeout: timedelta
     summary: str = ""
@@ -238,7 +239,7 @@ def _build_plan(loaded: LoadedRunbook) -> ExecutionPlan:
         raise PlanError(problems)
     stop = _rto_stop(loaded, order, ancestry)
     waves = []
-    for number, ids in enumerate(wave_ids):
+    for number, ids in enumerate(wave_ids, start=1):
         wave = []
         for step_id in ids:
             step = steps[loaded.step_index(step_id)]

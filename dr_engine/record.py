@@ -16,7 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dr_engine.errors import RunStateError
 
@@ -190,7 +190,8 @@ class StepRecord(_Record):
     id: str
     action: str
     capability: str
-    wave: int = 0
+    #: 1 for the first wave, as ``dr plan`` shows it (see ``RunRecord.waves_from``).
+    wave: int = 1
     status: StepStatus = StepStatus.PENDING
     started_at: str | None = None
     finished_at: str | None = None
@@ -313,6 +314,20 @@ class RunRecord(_Record):
     audit_head: str | None = None
     artifacts: dict[str, str] = Field(default_factory=dict,
                                       description="Files of this run, relative to the state dir")
+    waves_from: int = Field(default=1, description="steps[].wave counts from this number, as `dr plan` does "
+                            "(records written before this field counted from 0; they are renumbered when read)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renumber_waves_from_0(cls, data: Any) -> Any:
+        # A record read back from JSON always carries record_version; one without waves_from was
+        # written when waves counted from 0. Records built in code pass neither and are current.
+        if not isinstance(data, dict) or "record_version" not in data or "waves_from" in data:
+            return data
+        steps = [{**step, "wave": int(step.get("wave") or 0) + 1} if isinstance(step, dict) else step
+                 for step in data.get("steps") or []]
+        return {**data, "steps": steps, "waves_from": 1}
+
 
     @property
     def incident_declared(self) -> bool:

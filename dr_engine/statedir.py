@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from dr_engine.clock import Clock, SystemClock
-from dr_engine.errors import RunStateError
+from dr_engine.errors import ConfigError, RunStateError
 from dr_engine.record import AUDIT_FILE, RUN_FILE, RunRecord, load_record
 
 RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
@@ -29,6 +29,30 @@ RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 def default_state_dir() -> Path:
     """``$DR_STATE_DIR`` or ``.dr``."""
     return Path(os.environ.get("DR_STATE_DIR") or ".dr")
+
+
+#: What to do when a state dir cannot be one.
+STATE_DIR_HINT = "pass --state-dir (or set DR_STATE_DIR to) a directory; it is created when missing"
+
+
+def check_state_dir(root: Path) -> Path:
+    """Return ``root``, or raise :class:`ConfigError` (exit 2) when it cannot be a state dir.
+
+    It cannot when it, or the nearest existing folder above it, is not a directory (e.g.
+    ``--state-dir /etc/passwd``): every command would otherwise fail later, deep in some
+    ``mkdir`` or ``open``, with an OS error that does not say which option was wrong.
+    """
+    for candidate in (root, *root.parents):
+        if not candidate.exists():
+            continue  # created when needed
+        if candidate.is_dir():
+            return root
+        what = "a file" if candidate.is_file() else "a special file"
+        if candidate == root:
+            raise ConfigError(f"state dir {root} is {what}, not a directory", hint=STATE_DIR_HINT)
+        raise ConfigError(f"state dir {root} cannot be created: {candidate} is {what}, not a directory",
+                          hint=STATE_DIR_HINT)
+    return root
 
 
 def format_run_id(moment: datetime, suffix: str) -> str:
@@ -40,7 +64,7 @@ class StateDir:
     """Access to runs, locks and the embedded Prefect home under one root."""
 
     def __init__(self, root: Path | str | None = None) -> None:
-        self.root = Path(root) if root is not None else default_state_dir()
+        self.root = check_state_dir(Path(root) if root is not None else default_state_dir())
 
     @property
     def runs_dir(self) -> Path:

@@ -73,6 +73,28 @@ Resolver = Callable[[Reference], Any]
 """Returns the value of a reference, or raises KeyError when it cannot be resolved (yet)."""
 
 
+#: A ``${`` (not the ``$${`` escape) with no ``}`` anywhere after it: a reference never closed.
+UNCLOSED = re.compile(r"(?<!\$)\$\{(?![^}]*\})[^}]*$")
+
+
+def find_unclosed(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """Every ``(field_path, text from the unclosed ${ to the end)`` in a nested params value.
+
+    ``"${target.addr"`` would otherwise be passed on as literal text: a typo nobody sees until
+    a command receives it at failover time.
+    """
+    found: list[tuple[str, str]] = []
+    if isinstance(value, str):
+        found.extend((path, m.group(0)) for m in UNCLOSED.finditer(value))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found.extend(find_unclosed(item, f"{path}.{key}" if path else str(key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(find_unclosed(item, f"{path}[{index}]"))
+    return found
+
+
 def substitute(value: Any, resolve: Resolver, *, keep_unresolved: bool = False) -> Any:
     """Replace references in ``value`` using ``resolve``.
 

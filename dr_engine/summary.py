@@ -106,7 +106,7 @@ def step_rows(record: RunRecord) -> list[dict[str, Any]]:
     rows = []
     for step in record.steps:
         rows.append({
-            "step": step.id, "action": step.action, "wave": step.wave + 1, "status": step.status.value,
+            "step": step.id, "action": step.action, "wave": step.wave, "status": step.status.value,
             "started_at": step.started_at or "", "duration_seconds": step.duration_seconds,
             "attempts": step.attempts, "changed": step.changed,
             "result": step.error.message if step.error else step.summary,

@@ -73,9 +73,22 @@ def print_json(data: Any) -> None:
 
 
 def state_dir_option() -> Any:
-    """The shared ``--state-dir`` option (env ``DR_STATE_DIR``, default ``.dr``)."""
-    return typer.Option(Path(".dr"), "--state-dir", envvar="DR_STATE_DIR",
+    """The shared ``--state-dir`` option (env ``DR_STATE_DIR``, default ``.dr``), checked before the command runs."""
+    return typer.Option(Path(".dr"), "--state-dir", envvar="DR_STATE_DIR", callback=_checked_state_dir,
                         help="Where run records and audit logs live.")
+
+
+def _checked_state_dir(value: Path | None) -> Path | None:
+    # Every command takes its state dir through this option: a path that cannot be one (a file,
+    # or a folder under a file) is a usage error here, before anything starts (exit 2).
+    from dr_engine.statedir import check_state_dir
+
+    if value is None:
+        return value
+    try:
+        return check_state_dir(value)
+    except DrError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--state-dir'") from None
 
 
 P = ParamSpec("P")

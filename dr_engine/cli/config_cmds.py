@@ -23,12 +23,15 @@ from dr_engine.runbooks import resolve_runbook
 
 
 def _targets(paths: list[Path]) -> list[Path]:
+    """The files to validate; a directory holding none stays in the list, to be reported by its path."""
     if not paths:
         paths = [Path("regions"), Path("runbooks")]
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml")))
+            # A folder named like a YAML file is walked into, not validated as one.
+            found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+            files.extend(found or [path])
         else:
             files.append(path)
     return files
@@ -40,6 +43,9 @@ def _is_region(path: Path) -> bool:
 
 def validate_file(path: Path) -> dict[str, Any]:
     """Validate one region or runbook file (runbooks are also planned)."""
+    if path.is_dir():  # a folder given on the command line that holds no YAML file
+        raise ConfigError(Problem(display_path(path), None, "", "is a directory with no YAML files (*.yaml, *.yml)",
+                                  "give runbook or region files, or a folder that holds some"))
     if _is_region(path):
         region = load_region(path)
         return {"file": display_path(path), "kind": "region", "name": region.name}
@@ -108,7 +114,7 @@ def render_plan(plan: ExecutionPlan) -> None:
     table.add_column("what", overflow="fold", min_width=12)
     for wave in plan.waves:
         for s in wave:
-            cells = (str(s.wave + 1), s.id, s.action, s.capability.value, format_duration(s.timeout),
+            cells = (str(s.wave), s.id, s.action, s.capability.value, format_duration(s.timeout),
                      ", ".join(s.step.after) or "-", s.summary)
             table.add_row(*(Text(cell) for cell in cells))  # Text: a '[x]' in params is not markup
     console.print(table)

@@ -89,7 +89,7 @@ class LiveProgress(Progress):
                 else:
                     elapsed = fmt_seconds(step.duration_seconds)
                 detail = self._notes.get(step.id) or (step.error.message if step.error else step.summary)
-                table.add_row(str(step.wave + 1), step.id, step.action, _MARKS[step.status], elapsed,
+                table.add_row(str(step.wave), step.id, step.action, _MARKS[step.status], elapsed,
                               str(step.attempts or ""), detail[:70])
         return table
 

@@ -315,7 +315,7 @@ def show_cmd(
     for column in ("wave", "step", "action", "status", "duration", "tries", "result"):
         table.add_column(column)
     for s in record.steps:
-        table.add_row(str(s.wave + 1), s.id, s.action, s.status.value, fmt_seconds(s.duration_seconds),
+        table.add_row(str(s.wave), s.id, s.action, s.status.value, fmt_seconds(s.duration_seconds),
                       str(s.attempts), (s.error.message if s.error else s.summary)[:80])
     console.print(table)
     for line in history_lines(record):  # sessions, halts and failed attempts a resume moved past

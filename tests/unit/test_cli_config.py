@@ -116,7 +116,7 @@ def test_validate_mixed_folder_reports_each_file() -> None:
 def test_validate_with_nothing_to_validate_is_a_usage_error(tmp_path: Path) -> None:
     result = invoke("validate", str(tmp_path))
     assert result.exit_code == 2
-    assert "no YAML files found" in result.output
+    assert f"{tmp_path}: is a directory with no YAML files" in result.output  # named, not just "none found"
 
 
 def test_actions_list_and_detail() -> None:

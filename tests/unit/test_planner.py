@@ -62,7 +62,7 @@ def test_independent_steps_share_a_wave_in_file_order(load: LoadRunbook) -> None
              + health("done", ["a-second", "m-third"]))
     plan = build_plan(load(steps))
     assert [[s.id for s in wave] for wave in plan.waves] == [["z-first", "a-second"], ["m-third"], ["done"]]
-    assert [s.wave for s in plan.steps] == [0, 0, 1, 2]
+    assert [s.wave for s in plan.steps] == [1, 1, 2, 3]  # numbered from 1, as `dr plan` shows them
     assert plan.rto_stop == "done"
 
 
