@@ -407,6 +407,7 @@ def _check_reports(contents: dict[str, bytes], manifest: dict[str, Any], source:
     if report is None:
         return
     mismatch = "disagrees with the report rebuilt from the packed run.json and audit.jsonl"
+    before = len(outcome.problems)
     recorded = manifest.get("report_content_sha256")
     if recorded is not None and recorded != report.integrity.content_sha256:
         outcome.problems.append(f"manifest.json: report_content_sha256 {mismatch}")
@@ -435,6 +436,10 @@ def _check_reports(contents: dict[str, bytes], manifest: dict[str, Any], source:
                 f" (the pack was rendered with {made_with}, this machine has {here}: verify where the versions "
                 "match)")
         outcome.problems.append(f"report/report.pdf {mismatch}: it is not the layout of the rebuilt report{hint}")
+    if len(outcome.problems) > before and "renderer" not in manifest:
+        # Packs made before reports were checked against the logs hold an older report layout.
+        outcome.problems.append("the pack was made by an earlier dr-engine whose reports cannot be rebuilt the same "
+                                "way: make a new pack from the run directory (`dr evidence RUN_ID -o FILE.zip`)")
 
 
 __all__ = ["EVIDENCE_FORMAT", "EvidenceResult", "VerifyOutcome", "build_evidence", "renderer_versions",

@@ -255,3 +255,18 @@ def test_a_region_file_changed_since_the_run_is_flagged(fresh_samples: SampleRun
     done = dr_verify(target)
     assert done.returncode == 0, done.stderr  # the pack is intact and says what it found
     assert "region file" in done.stderr and "changed since the run" in done.stderr
+
+
+def test_a_pack_without_renderer_versions_whose_reports_disagree_says_to_rebuild_it(pack: Path,
+                                                                                   tmp_path: Path) -> None:
+    members, _ = read_pack(pack)
+    manifest = json.loads(members[MANIFEST])
+    del manifest["renderer"]  # as in packs made before reports were checked against the logs
+    members[MANIFEST] = json.dumps(manifest).encode()
+    assert verify_evidence(reforge(pack, tmp_path, dict(members))).ok  # matching reports still verify
+    before, after = FLIPS["report/report.md"]
+    members["report/report.md"] = members["report/report.md"].replace(before, after)
+    outcome = verify_evidence(reforge(pack, tmp_path, members))
+    assert any(p.startswith("report/report.md disagrees") for p in outcome.problems), outcome.problems
+    assert any("made by an earlier dr-engine" in p and "dr evidence RUN_ID -o FILE.zip" in p
+               for p in outcome.problems), outcome.problems
