@@ -322,6 +322,13 @@ def show_cmd(
         console.print(f"  {line}", markup=False)
     for override in record.overrides:
         console.print(f"  override ({override.kind}): {override.detail}", markup=False)
+    for answer in record.approvals:
+        # The name given is a claim; the OS identity is what proves who answered.
+        who = (f"OS user {answer.identity.user}@{answer.identity.host} (uid {answer.identity.uid})"
+               if answer.identity else answer.note or "not authenticated")
+        console.print(f"  approval ({answer.step}): {answer.decision} by {answer.approver or '-'} [{who}]"
+                      + (f" via {answer.via}" if answer.via else "")
+                      + (f": {answer.reason}" if answer.reason else ""), markup=False)
     render_result(record, state_dir, verdict=verdict)
     console.print(f"  audit head: {record.audit_head} ({record.audit_count} events)", markup=False)
 

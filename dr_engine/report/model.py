@@ -176,11 +176,17 @@ class Deviation(BaseModel):
 
 
 class Approval(BaseModel):
-    """Who approved (or rejected) what, when, and how long people waited."""
+    """Who approved (or rejected) what, when, and how long people waited.
+
+    ``by`` is the name the person gave (a claim); ``identity`` is who the OS says answered, or
+    why nothing proves it (the Prefect UI has no users in open-source Prefect).
+    """
 
     step_id: str
-    decision: str
+    decision: str = Field(description="granted | rejected | refused (not accepted; the run kept waiting) | claimed")
     by: str = ""
+    identity: str = ""
+    authenticated: bool = False
     requested_at: str | None = None
     decided_at: str | None = None
     wait_seconds: float | None = None
@@ -514,6 +520,24 @@ def _event_detail(kind: str, data: dict[str, Any]) -> str:
     return ""
 
 
+#: Answer events and the decision each shows (see dr_engine.approval_record).
+_ANSWERS = {"approval.granted": "granted", "approval.rejected": "rejected", "approval.refused": "refused",
+            "approval.claimed": "claimed"}
+
+
+def _identity_text(data: dict[str, Any]) -> tuple[str, bool]:
+    """Who the OS says answered (``user@host, uid N``), or what the answer rests on; and whether it is proven."""
+    identity = data.get("identity")
+    if isinstance(identity, dict) and identity.get("user"):
+        return f"{identity['user']}@{identity.get('host') or '?'} (uid {identity.get('uid')})", True
+    if data.get("timed_out") or data.get("via") == "timeout":
+        return "nobody (timed out)", False
+    if data.get("note"):
+        return str(data["note"]), False
+    # Records written before identities were kept have no identity key at all.
+    return ("not authenticated" if "identity" in data else "not recorded (written before identities were)"), False
+
+
 def _approvals(steps: list[StepRow], events: list[dict[str, Any]]) -> list[Approval]:
     requested: dict[str, str] = {}
     approvals: list[Approval] = []
@@ -523,25 +547,30 @@ def _approvals(steps: list[StepRow], events: list[dict[str, Any]]) -> list[Appro
         data = _data(event)
         if kind == "approval.requested":
             requested[step] = _at(event)
-        elif kind in ("approval.granted", "approval.rejected"):
+        elif kind in _ANSWERS:
             asked = requested.get(step)
             decided = _at(event)
             waited = data.get("waited_seconds", data.get("wait_seconds"))
+            identity, proven = _identity_text(data)
             approvals.append(Approval(
-                step_id=step, decision="granted" if kind == "approval.granted" else "rejected",
+                step_id=step, decision=_ANSWERS[str(kind)],
                 by=str(data.get("approver") or data.get("by") or event.get("actor") or ""),
-                requested_at=asked, decided_at=decided,
+                identity=identity, authenticated=proven, requested_at=asked, decided_at=decided,
                 wait_seconds=float(waited) if isinstance(waited, int | float) else _seconds_between(asked, decided),
-                comment=str(data.get("comment") or data.get("reason") or ""),
+                comment=str(data.get("comment") or data.get("reason") or "")
+                + (f" (not accepted: {data['reason']})" if kind == "approval.refused" and data.get("comment")
+                   and data.get("reason") else ""),
             ))
     # Approval steps record who decided in their facts even when the gate wrote no events.
     seen = {a.step_id for a in approvals}
     for row in steps:
         if row.human and row.id not in seen and row.status in ("succeeded", "failed"):
             waited = row.facts.get("waited_seconds")
+            identity, proven = _identity_text(row.facts)
             approvals.append(Approval(
                 step_id=row.id, decision="granted" if row.status == "succeeded" else "rejected",
-                by=str(row.facts.get("approver") or ""), requested_at=row.started_at, decided_at=row.finished_at,
+                by=str(row.facts.get("approver") or ""), identity=identity, authenticated=proven,
+                requested_at=row.started_at, decided_at=row.finished_at,
                 wait_seconds=float(waited) if isinstance(waited, int | float) else row.duration_seconds,
                 comment=str(row.facts.get("comment") or (row.error if row.status == "failed" else ""))))
     return approvals

@@ -210,6 +210,10 @@ def test_the_initiator_cannot_approve_and_another_os_user_can(prefect_home_copy:
     assert not [o for o in record["overrides"] if o["kind"] == "self-approval"]
     answers = list((StateDir(shared.state).run_dir(run_id) / "approvals").iterdir())
     assert [p.stat().st_uid for p in answers] == [operator.uid]  # the proof stays with the run
+    show = subprocess.run([DR, "show", run_id, "--state-dir", str(shared.state)], cwd=shared.work,
+                          env=quiet_env(prefect_home_copy), capture_output=True, text=True, timeout=120, check=False)
+    assert (f"approval (allow-data-loss): granted by bob [OS user {operator.user}@{host} (uid {operator.uid})] "
+            "via dr approve") in show.stdout, show.stdout + show.stderr
 
 
 def test_self_approval_allowed_by_the_runbook_is_audited(prefect_home_copy: Path, shared: Shared) -> None:
