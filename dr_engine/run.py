@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dr_engine import audit as ev
+from dr_engine import children
 from dr_engine.actions.base import (
     STEP_STARTED_BEFORE,
     ActionParams,
@@ -486,8 +487,15 @@ class Engine:
                   f"{self.interrupts.first_signal})"
         else:
             why = "abandoned: still running when the interrupt grace period ended"
-        for slot in self._running_slots():
+        slots = self._running_slots()
+        for slot in slots:
             self._abandon(slot, why)
+        if slots:
+            # Their commands (own sessions, so the terminal's Ctrl-C spared them) stop now: SIGINT
+            # lets terraform release its state lock. Not waited for: the run's end is recorded.
+            stopped = children.interrupt_all()
+            if stopped:
+                log.warning("sent SIGINT to the commands of abandoned steps (pids %s)", stopped)
 
     def _abandon(self, slot: _Slot, reason: str) -> None:
         with slot.lock:

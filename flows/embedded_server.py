@@ -69,4 +69,14 @@ def detach() -> None:
     setattr(server_module, "subprocess", _DetachedSubprocess(current))  # noqa: B010 - not re-exported there
 
 
-__all__ = ["detach"]
+def stop_now() -> None:
+    """Ask every embedded server this process started to stop, without waiting (a fast exit)."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for server in list(SubprocessASGIServer._instances.values()):
+        process = server.server_process
+        if process is not None and process.poll() is None:
+            process.terminate()
+
+
+__all__ = ["detach", "stop_now"]

@@ -2,6 +2,12 @@
 
 Commands are argument lists run without a shell, so runbook values cannot inject shell
 syntax. Every command is bounded by the step deadline.
+
+Secrets (``${target.secrets.NAME}``) are accepted in ``command`` and ``env`` and reach the
+child through its environment only, never its arguments (``/proc/PID/cmdline`` is readable by
+every local user; ``/proc/PID/environ`` only by the owner): in ``env`` the variable holds the
+value; in ``command`` the reference is replaced by ``$DR_SECRET_<SOURCE|TARGET>_<NAME>`` and
+that variable is set, for a shell (``sh -c '...'``) or the program itself to read.
 """
 
 from __future__ import annotations
@@ -10,48 +16,69 @@ import subprocess
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
+from dr_engine import children
 from dr_engine.actions.base import Action, ActionParams, Capability, StepContext, StepResult
 from dr_engine.actions.registry import register
 from dr_engine.errors import ProviderError, StepTimeout, TransientError, VerificationFailed
 from dr_engine.model.units import Duration
+from dr_engine.substitution import SecretText, shown
+
+#: A command argument: text, or text holding secrets (passed as environment variables).
+Argument = str | SecretStr
 
 
 class RunParams(ActionParams):
     """Parameters of ``shell.run``."""
 
-    command: Annotated[list[str], Field(min_length=1, description="argv, run without a shell")]
+    command: Annotated[list[Argument], Field(
+        min_length=1, description="argv, run without a shell; a secret reference becomes $DR_SECRET_<REGION>_<NAME>")]
     cwd: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str | SecretStr] = Field(
+        default_factory=dict, description="extra environment variables; values may be secrets")
     expect_exit: int = 0
     transient_exit_codes: list[int] = Field(
         default_factory=list, description="Exit codes that mean 'try again' (retried)"
     )
 
 
+def child_command(params: RunParams) -> tuple[list[str], dict[str, str]]:
+    """The argv and the extra environment of the child: every secret is in the environment only."""
+    env: dict[str, str] = {}
+    for key, value in params.env.items():
+        env[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    argv: list[str] = []
+    for arg in params.command:
+        if isinstance(arg, SecretText):
+            text, secrets = arg.template()
+            argv.append(text)
+            env.update(secrets)
+        elif isinstance(arg, SecretStr):  # a secret built without its reference: still never in argv
+            name = f"DR_SECRET_ARG_{len(argv)}"
+            env[name] = arg.get_secret_value()
+            argv.append("$" + name)
+        else:
+            argv.append(arg)
+    return argv, env
+
+
 def _execute(params: RunParams, ctx: StepContext) -> subprocess.CompletedProcess[str]:
     import os
 
-    env = {**os.environ, **params.env}
+    argv, extra = child_command(params)
+    env = {**os.environ, **extra}
     try:
-        return subprocess.run(
-            params.command,
-            cwd=params.cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=ctx.deadline.remaining(),
-            check=False,
-        )
+        # Its own session: the operator's first Ctrl-C must not kill it (dr_engine.children).
+        return children.run(argv, cwd=params.cwd, env=env, timeout=ctx.deadline.remaining())
     except subprocess.TimeoutExpired as exc:
         raise StepTimeout(
-            f"command {params.command[0]!r} exceeded the step deadline and was killed",
+            f"command {shown(params.command[0])!r} exceeded the step deadline and was killed",
             hint="raise the step timeout or make the command faster",
         ) from exc
     except FileNotFoundError as exc:
         raise ProviderError(
-            f"command not found: {params.command[0]!r}", hint="install it or fix `command:`"
+            f"command not found: {shown(params.command[0])!r}", hint="install it or fix `command:`"
         ) from exc
 
 
@@ -59,11 +86,21 @@ def _execute(params: RunParams, ctx: StepContext) -> subprocess.CompletedProcess
 class Run(Action[RunParams]):
     """Run a command; a non-expected exit code fails the step.
 
+    Secrets go in through the environment, never the arguments: in ``env`` the variable holds
+    the secret; in ``command`` the reference becomes ``$DR_SECRET_<SOURCE|TARGET>_<NAME>`` (expand
+    it with ``sh -c``). Records, logs and output show the secret masked.
+
     Example::
 
         - id: flush-cache
           action: shell.run
           with: {command: [redis-cli, FLUSHALL]}
+
+        - id: rotate-api-key
+          action: shell.run
+          with:
+            command: [sh, -c, 'curl -fsS -u "admin:${target.secrets.api_password}" https://api.internal/rotate']
+            env: {PGPASSWORD: "${target.secrets.pg_password}"}
     """
 
     name = "shell.run"
@@ -79,20 +116,21 @@ class Run(Action[RunParams]):
             raise TransientError(f"command exited {done.returncode} (declared transient): {tail}")
         if done.returncode != params.expect_exit:
             raise ProviderError(
-                f"command {params.command[0]!r} exited {done.returncode}, expected {params.expect_exit}: {tail}",
+                f"command {shown(params.command[0])!r} exited {done.returncode}, expected {params.expect_exit}: {tail}",
                 hint="see the step log for the full output",
             )
-        return StepResult(summary=f"{params.command[0]} exited {done.returncode}", facts={"exit": 0})
+        return StepResult(summary=f"{shown(params.command[0])} exited {done.returncode}", facts={"exit": 0})
 
     def describe(self, params: RunParams) -> str:
         """Show the command line."""
-        return " ".join(params.command)[:80]
+        return " ".join(shown(arg) for arg in params.command)[:80]
 
 
 class VerifyParams(ActionParams):
     """Parameters of ``shell.verify``."""
 
-    command: Annotated[list[str], Field(min_length=1, description="argv; exit 0 means healthy")]
+    command: Annotated[list[Argument], Field(
+        min_length=1, description="argv; exit 0 means healthy; a secret reference becomes $DR_SECRET_<REGION>_<NAME>")]
     consecutive: Annotated[int, Field(ge=1, le=100)] = 1
     interval: Duration = Field(default=timedelta(seconds=1))
 
@@ -143,4 +181,4 @@ class Verify(Action[VerifyParams]):
 
     def describe(self, params: VerifyParams) -> str:
         """Show the probe command."""
-        return " ".join(params.command)[:80]
+        return " ".join(shown(arg) for arg in params.command)[:80]

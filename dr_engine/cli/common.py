@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 the operation failed, 2 usage or validation error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -12,12 +13,14 @@ from collections.abc import Callable
 from enum import StrEnum
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from dr_engine.errors import DrError
+from dr_engine.secrets_scrub import ScrubbingStream, scrub_text
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -44,7 +47,9 @@ def make_console(stderr: bool = False) -> Console:
     """A rich console that drops colour when not a TTY or when NO_COLOR is set.
 
     When not writing to a terminal rich would assume 80 columns and truncate tables; use
-    ``$COLUMNS`` if set, else :data:`PIPE_WIDTH`.
+    ``$COLUMNS`` if set, else :data:`PIPE_WIDTH`. Every secret value the process resolved is
+    masked (:mod:`dr_engine.secrets_scrub`): in each string before rich renders (and wraps) it,
+    and again in what reaches the stream.
     """
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
@@ -53,8 +58,16 @@ def make_console(stderr: bool = False) -> Console:
     if not tty:
         columns = os.environ.get("COLUMNS", "")
         width = int(columns) if columns.isdigit() and int(columns) > 0 else PIPE_WIDTH
-    return Console(file=stream, no_color=no_color, highlight=False, soft_wrap=True, width=width,
-                   force_terminal=None if not no_color else False)
+    return _ScrubbingConsole(file=ScrubbingStream(stream), no_color=no_color, highlight=False,  # type: ignore[arg-type]
+                             soft_wrap=True, width=width, force_terminal=None if not no_color else False)
+
+
+class _ScrubbingConsole(Console):
+    """A console that masks secret values in every string it renders (table cells included)."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        """Mask secrets before markup is parsed and the text is wrapped (a wrapped value would not match)."""
+        return super().render_str(scrub_text(text), **kwargs)
 
 
 def out() -> Console:
@@ -69,7 +82,8 @@ def err() -> Console:
 
 def print_json(data: Any) -> None:
     """Write JSON to stdout (no colour, stable key order)."""
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    # Scrubbed as text: values that json turns into strings through ``default=str`` are covered too.
+    sys.stdout.write(scrub_text(json.dumps(data, indent=2, default=str)) + "\n")
 
 
 def state_dir_option() -> Any:
@@ -114,3 +128,21 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def exit_run(code: int) -> NoReturn:
+    """End a run command with ``code``; after a stop signal (128+N), at once.
+
+    An interrupted run is sealed and its summary printed: nothing may hold the exit after that
+    (Prefect's exit handlers, threads of abandoned steps still blocked in I/O). Output is flushed
+    and the embedded Prefect server asked to stop before ``os._exit``.
+    """
+    if code < 128:
+        raise typer.Exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if "flows.embedded_server" in sys.modules:
+        with contextlib.suppress(Exception):
+            sys.modules["flows.embedded_server"].stop_now()
+    os._exit(code)

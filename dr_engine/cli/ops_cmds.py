@@ -11,7 +11,16 @@ import typer
 
 from dr_engine.approval_record import APPROVAL_GRANTED, APPROVAL_REFUSED, APPROVAL_REJECTED
 from dr_engine.audit import read_events
-from dr_engine.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, err, handle_errors, out, state_dir_option
+from dr_engine.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    err,
+    exit_run,
+    handle_errors,
+    out,
+    state_dir_option,
+)
 from dr_engine.errors import RunStateError
 from dr_engine.loader import load_runbook
 from dr_engine.model import RunMode
@@ -76,7 +85,7 @@ def drill_cmd(
     code, record = _run(plan, options)
     if record is not None:
         render_drill(record)
-    raise typer.Exit(code)
+    exit_run(code)
 
 
 @handle_errors
@@ -92,7 +101,7 @@ def failback_cmd(
     _confirm("FAIL BACK", plan, yes)
     options = RunOptions(mode=RunMode.FAILBACK, state_dir=state_dir, reason=reason, concurrency=concurrency)
     code, _ = _run(plan, options)
-    raise typer.Exit(code)
+    exit_run(code)
 
 
 #: How long `dr approve` waits for the run to record what it made of the answer.

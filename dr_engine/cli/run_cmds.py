@@ -18,6 +18,7 @@ from dr_engine.cli.common import (
     STATE,
     Output,
     err,
+    exit_run,
     handle_errors,
     out,
     print_json,
@@ -210,7 +211,7 @@ def failover_cmd(
         options.extras[REQUIRE_DATA_LOSS_APPROVAL] = True
         if approved_by:
             options.extras[DATA_LOSS_APPROVED_BY] = approved_by
-    raise typer.Exit(execute_and_render(plan, options))
+    exit_run(execute_and_render(plan, options))
 
 
 @handle_errors
@@ -229,8 +230,8 @@ def resume_cmd(
     state_dir: Path = state_dir_option(),
 ) -> None:
     """Resume an interrupted or halted run: finished steps are skipped, the rest re-run."""
-    raise typer.Exit(resume_and_render(state_dir, run_id, force=force, reason=reason,
-                                       take_over_lock=take_over_lock, grace_cap=grace))
+    exit_run(resume_and_render(state_dir, run_id, force=force, reason=reason,
+                                take_over_lock=take_over_lock, grace_cap=grace))
 
 
 UNVERIFIED = "UNVERIFIED"

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from dr_engine import children
 from dr_engine.clock import Deadline
 from dr_engine.errors import ProviderError, StepTimeout, TransientError
 
@@ -181,8 +182,7 @@ def pg_ctl_stop(data_dir: Path, mode: str, timeout: float, bin_dir: Path = DEFAU
     argv = [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", mode, "-w", "-t", str(wait), "stop"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 1, check=False,
-                              env=env, cwd="/", **_as_owner(data_dir))
+        done = children.run(argv, timeout=timeout + 1, env=env, cwd="/", **_as_owner(data_dir))
     except subprocess.TimeoutExpired:
         return False, f"pg_ctl stop -m {mode} did not finish in {timeout:.1f}s"
     except FileNotFoundError as exc:
@@ -193,7 +193,7 @@ def pg_ctl_stop(data_dir: Path, mode: str, timeout: float, bin_dir: Path = DEFAU
 def run_fence_command(argv: list[str], timeout: float) -> tuple[bool, str]:
     """Run an operator-supplied fence (STONITH) command; returns (exit 0, output tail)."""
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        done = children.run(argv, timeout=timeout)
     except subprocess.TimeoutExpired:
         return False, f"fence command did not finish in {timeout:.1f}s"
     except FileNotFoundError as exc:

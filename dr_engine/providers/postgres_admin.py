@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from dr_engine import children
 from dr_engine.errors import ProviderError, StepTimeout
 from dr_engine.providers.pg_processes import clear_stale_locks, kill_server, signal_server
 from dr_engine.providers.postgres import DEFAULT_BIN, postmaster_pid, redact
@@ -69,8 +70,7 @@ def run_tool(name: str, args: list[str], *, timeout: float, owner_of: Path | Non
     if ids is not None:
         kwargs = {"user": ids[0], "group": ids[1], "extra_groups": []}
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=max(timeout, 0.1), check=False,
-                              env=env, cwd="/", **kwargs)
+        return children.run(argv, timeout=max(timeout, 0.1), env=env, cwd="/", **kwargs)
     except subprocess.TimeoutExpired as exc:
         raise StepTimeout(f"{name} did not finish within {timeout:.1f}s",
                           hint="raise the step timeout or check the server") from exc

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from dr_engine import children
+
 #: Seconds terraform gets after SIGINT to stop cleanly (and release its lock) before SIGKILL.
 INTERRUPT_GRACE = 5.0
 
@@ -86,11 +88,13 @@ class SubprocessRunner:
             list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         )
-        try:
-            out, err = proc.communicate(timeout=max(timeout, 0.001))
-        except subprocess.TimeoutExpired:
-            out, err, killed = self._stop(proc)
-            raise CommandTimedOut(argv, timeout, _decode(err) + "\n" + _decode(out), killed) from None
+        # Tracked: an abandoned run SIGINTs it, and terraform then releases its state lock.
+        with children.tracked(proc):
+            try:
+                out, err = proc.communicate(timeout=max(timeout, 0.001))
+            except subprocess.TimeoutExpired:
+                out, err, killed = self._stop(proc)
+                raise CommandTimedOut(argv, timeout, _decode(err) + "\n" + _decode(out), killed) from None
         return CommandResult(tuple(argv), proc.returncode, _decode(out), _decode(err), time.monotonic() - started)
 
     def _stop(self, proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes, bool]:
