@@ -173,10 +173,11 @@ def failover_cmd(
     allow_data_loss: bool = typer.Option(False, "--allow-data-loss",
                                          help="Let lag gates proceed past the RPO (audited override). Needs "
                                               "--reason and a second person's approval: the run pauses for "
-                                              "`dr approve`, unless --approved-by names who approved."),
+                                              "`dr approve` by a different OS user than yours."),
     approved_by: str = typer.Option(None, "--approved-by",
-                                    help="With --allow-data-loss: the person who approved accepting data loss "
-                                         "(recorded in the audit log)."),
+                                    help="With --allow-data-loss: who approved accepting data loss, recorded as "
+                                         "a claim; the run still waits for `dr approve` by a different OS user "
+                                         "unless the runbook allows self-approval."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Steps run at the same time."),
     take_over_lock: bool = typer.Option(False, "--take-over-lock",
                                         help="Take over a STALE failover lock (holder dead or expired)."),
