@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from prefect_kit import DR, REPO, quiet_env
 
-from dr_engine.audit import read_events, verify
+from dr_engine.audit import AuditLog, read_events, verify
 from dr_engine.statedir import StateDir
 
 pytestmark = pytest.mark.integration
@@ -232,3 +232,38 @@ def test_self_approval_allowed_by_the_runbook_is_audited(prefect_home_copy: Path
     assert granted["approver"] == "alice" and granted["identity"] == {"user": "root", "uid": 0, "host": host}
     [override] = [o for o in record["overrides"] if o["kind"] == "self-approval"]
     assert "one on-call engineer at night" in override["detail"] and override["identity"]["uid"] == 0
+
+
+def _waiting_run(state: Path) -> str:
+    """A run folder whose audit log asks for the --allow-data-loss approval (no Prefect needed)."""
+    run_id = "20261207T000000Z-abcdef"
+    run_dir = StateDir(state).run_dir(run_id)
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text("{}")
+    AuditLog(run_dir / "audit.jsonl", run_id).append(
+        "approval.requested", step="allow-data-loss", request_id="0123456789abcdef",
+        two_person={"initiator": {"user": "root", "uid": 0, "host": socket.gethostname()},
+                    "allow_self_approval": False, "reason": ""},
+        flow_run_id="00000000-0000-0000-0000-000000000000", api_url=None)
+    return run_id
+
+
+def test_an_operator_without_access_is_told_how_to_share_the_state_dir(shared: Shared, operator: Operator,
+                                                                       tmp_path: Path) -> None:
+    run_id = _waiting_run(shared.state)
+    run_dir = StateDir(shared.state).run_dir(run_id)
+    (shared.state / "runs").chmod(0o700)  # the state dir is shared, the runs in it are not (umask 077)
+    run_dir.chmod(0o750)
+    (run_dir / "audit.jsonl").chmod(0o640)
+    denied = _approve(shared, tmp_path, run_id, "bob", operator=operator)
+    assert denied.returncode == 1, denied.stdout + denied.stderr
+    assert f"cannot read the runs in {shared.state} as OS user {operator.user}" in denied.stderr
+    assert "chgrp -R GROUP" in denied.stderr and "Traceback" not in denied.stderr
+
+    (shared.state / "runs").chmod(0o750)  # readable now, but the approvals folder is not the run's
+    (run_dir / "approvals").mkdir(mode=0o750)
+    unwritable = _approve(shared, tmp_path, run_id, "bob", operator=operator)
+    assert unwritable.returncode == 1, unwritable.stdout + unwritable.stderr
+    assert f"cannot record your answer in {StateDir(shared.state).run_dir(run_id) / 'approvals'}" in \
+        unwritable.stderr
+    assert "permission denied" in unwritable.stderr and "Traceback" not in unwritable.stderr
