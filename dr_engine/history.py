@@ -140,7 +140,10 @@ def end_session(record: RunRecord, status: RunStatus, at: str) -> None:
     :func:`dr_engine.journal.apply_event` calls this before measuring the run, so that the wait
     of an approval cancelled while people were still deciding counts as human wait.
     """
-    if record.sessions:
+    # The first run.finished of a session says how it ended; a later one re-seals the same
+    # session after an operator's amendment (`dr cancel`, `dr skip`), which changes the run's
+    # status but not how the session stopped.
+    if record.sessions and record.sessions[-1].status is None:
         record.sessions[-1].status = status.value
     _interrupt_running(record, at, AttemptOutcome.CANCELLED if status is RunStatus.CANCELLED
                        else AttemptOutcome.INTERRUPTED)

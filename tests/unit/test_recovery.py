@@ -308,3 +308,22 @@ def test_records_written_before_the_history_still_load_and_infer_the_incident_st
     # A declared start a few seconds in the future was clamped to the run start: still declared.
     clamped = rebuild_record(_log(old, (0, "note.added", {"text": "clamped", "incident_start_given": _at(3)})))
     assert clamped.incident_start_declared is True
+
+
+def test_a_reseal_by_an_operator_keeps_how_the_session_ended() -> None:
+    from dr_engine.journal import rebuild_record
+
+    events = _log(
+        _initial(),
+        (0, "step.started", {"step": "work"}),
+        (8, "step.failed", {"step": "work", "attempts": 1, "duration_seconds": 8, "error": PROVIDER}),
+        (8, "run.halted", {"step": "work", "error": PROVIDER}),
+        (9, "run.finished", {"status": "failed"}),
+        # `dr cancel` of the stopped run: its facts and a new seal, in the same session
+        (70, "note.added", {"text": "cancelled by carol@ops"}),
+        (70, "run.finished", {"status": "cancelled", "resealed": True}),
+    )
+    record = rebuild_record(events)
+    assert record.status.value == "cancelled"
+    (session,) = record.sessions
+    assert (session.status, session.finished_at, session.halted_at_step) == ("failed", _at(9), "work")
