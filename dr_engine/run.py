@@ -24,6 +24,7 @@ import random
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -140,6 +141,24 @@ def _test_crash_point(step_id: str, when: str) -> None:
     """
     if os.environ.get("DR_TEST_CRASH_AT") == f"{step_id}:{when}":
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _test_interrupt_point(step_id: str, when: str, interrupts: Interrupts) -> None:
+    """Interrupt tests: ``DR_TEST_INTERRUPT_AT=<step>:<before|during|after>[:twice]``.
+
+    Sends SIGINT to this process's group, as a terminal's Ctrl-C does (``twice``: a second one once
+    the first was handled, which abandons the running steps). Inert unless the variable is set.
+    """
+    wanted = os.environ.get("DR_TEST_INTERRUPT_AT", "").split(":")
+    if wanted[:2] != [step_id, when]:
+        return
+    os.killpg(os.getpgrp(), signal.SIGINT)
+    if wanted[2:3] == ["twice"]:
+        # Two signals sent before the handler runs would arrive as one.
+        end = time.monotonic() + 10
+        while not interrupts.signals and time.monotonic() < end:
+            time.sleep(0.01)
+        os.killpg(os.getpgrp(), signal.SIGINT)
 
 
 def _error_of(exc: BaseException, planned: PlannedStep) -> StepError:
@@ -649,6 +668,7 @@ class Engine:
             self._notify("step_finished", self.record.step(planned.id))
             return
         _test_crash_point(planned.id, "before")
+        _test_interrupt_point(planned.id, "before", self.interrupts)
         slot = self._start_slot(planned)
         if slot is None:
             return
@@ -679,6 +699,7 @@ class Engine:
                 tries = slot.tries = number
                 ctx = self._context(planned, deadline, number, bindings.outputs)
                 _test_crash_point(planned.id, "during")
+                _test_interrupt_point(planned.id, "during", self.interrupts)
                 with self.interrupts.inline(planned.id, waits_for_person=waits_for_person):
                     return action.run(self._ops.params_for(planned, action_cls, bound, ctx), ctx)
 
@@ -701,6 +722,7 @@ class Engine:
             self._step_failed(slot, exc, tries, self.clock.monotonic() - started, rpo=failed_rpo)
             return
         _test_crash_point(planned.id, "after")
+        _test_interrupt_point(planned.id, "after", self.interrupts)
         duration = round(self.clock.monotonic() - started, 3)
         rpo = None
         if result.rpo is not None:

@@ -610,6 +610,22 @@ def _attempt_deviations(row: StepRow, mine: list[Attempt]) -> list[Deviation]:
     return found
 
 
+def _interruption_deviations(events: list[dict[str, Any]]) -> list[Deviation]:
+    """Each stop signal that reached the run (``run.interrupted``) and what it did to running steps."""
+    found: list[Deviation] = []
+    for event in events:
+        if event.get("type") != "run.interrupted":
+            continue
+        data = _data(event)
+        running = [str(s) for s in data.get("running_steps") or []]
+        reason = "no new step started" + (
+            f"; running {', '.join(running)} given up to {fmt_seconds(data.get('grace_seconds'))} to finish"
+            if running else "")
+        found.append(Deviation(kind="stop-signal", detail=f"run interrupted by {data.get('signal') or 'a signal'}",
+                               reason=reason, at=event.get("ts"), actor=str(event.get("actor") or "")))
+    return found
+
+
 def _session_deviations(sessions: list[SessionRow]) -> list[Deviation]:
     found: list[Deviation] = []
     for session in sessions:
@@ -646,6 +662,7 @@ def _deviations(record: dict[str, Any], steps: list[StepRow], attempts: list[Att
             found.append(Deviation(kind="not-run", step_id=row.id, detail=f"{row.action} did not run",
                                    reason=f"run {record.get('status')}" + (f" at step {halted}" if halted else "")))
     found += _session_deviations(sessions or [])
+    found += _interruption_deviations(events)
     for override in record.get("overrides") or []:
         found.append(Deviation(kind="override", detail=str(override.get("kind") or "override"),
                                reason=str(override.get("detail") or ""), at=override.get("at"),

@@ -242,3 +242,130 @@ def kit_wait(condition: Any, what: str, limit: float = 60.0) -> None:
     while not condition():
         assert time.monotonic() < end, f"gave up waiting for {what}"
         time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------- Ctrl-C, then resume
+#
+# The same boundaries, reached by a Ctrl-C instead of a SIGKILL: the engine's test hook
+# ``DR_TEST_INTERRUPT_AT=<step>:<point>[:twice]`` sends SIGINT to dr's process group exactly as a
+# terminal does. Once: the running step gets its grace and ends recorded. Twice: it is abandoned
+# at once (dr exits while the action may still be in flight). Either way the log is sealed and
+# verifies, dr exits 130, and `dr resume` finishes the run with nothing lost or run twice.
+
+INTERRUPTS = ("once", "twice")
+
+
+def _interrupt(args: list[str], cwd: Path, env: dict[str, str], point: str) -> subprocess.CompletedProcess[str]:
+    """Run `dr` with the interrupt hook in its own session (its Ctrl-C reaches only that session)."""
+    proc = subprocess.Popen([DR, *args], cwd=cwd, env={**env, "DR_TEST_INTERRUPT_AT": point}, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=GUARD)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _check_stopped(run_dir: Path, step: str, how: str, text: str) -> None:
+    record = _record(run_dir)
+    assert record["status"] == "cancelled" and record["interrupted_by"] == ["SIGINT"], text
+    status = {s["id"]: s["status"] for s in record["steps"]}
+    # Recorded before the seal: never left "running" in a sealed log.
+    assert "running" not in status.values(), status
+    if how == "once":
+        assert status[step] in ("succeeded", "pending", "failed"), status  # pending: stopped before it began
+    events = read_events(run_dir / "audit.jsonl")
+    assert events[-1]["type"] == "run.finished"
+    check = verify(run_dir / "audit.jsonl")
+    assert check.ok and check.sealed, check
+
+
+def _check_finished_once(run_dir: Path) -> None:
+    events = read_events(run_dir / "audit.jsonl")
+    started = [e["data"]["step"] for e in events if e["type"] == "step.started"]
+    resets = [list(e["data"]["reset_steps"]) for e in events if e["type"] == "run.resumed"]
+    for sid in dict.fromkeys(started):
+        assert started.count(sid) == 1 + sum(sid in reset for reset in resets), (sid, started, resets)
+    succeeded = [e["data"]["step"] for e in events if e["type"] == "step.succeeded"]
+    assert sorted(succeeded) == sorted(set(succeeded)), succeeded
+
+
+@pytest.mark.parametrize("how", INTERRUPTS)
+@pytest.mark.parametrize("step", ("settle-a", "verify-target"))
+def test_sample_noop_interrupted_then_resumed(step: str, how: str, sample_work: Path, sample_reference: dict[str, Any],
+                                             prefect_server: str, migrated_home: Path) -> None:
+    state = Path(tempfile.mkdtemp(prefix=f"interrupt-{step}-{how}-", dir=sample_work))
+    env = quiet_env(migrated_home, prefect_server)
+    point = f"{step}:during" + (":twice" if how == "twice" else "")
+    stopped = _interrupt(["failover", "sample-noop", "--yes", "--state-dir", str(state)], sample_work, env, point)
+    assert stopped.returncode == 130, stopped.stdout + stopped.stderr
+    (run_dir,) = list((state / "runs").iterdir())
+    _check_stopped(run_dir, step, how, stopped.stdout + stopped.stderr)
+
+    resumed = _dr(["resume", run_dir.name, "--state-dir", str(state)], sample_work, env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    record = _record(run_dir)
+    assert record["status"] == "succeeded"
+    mine = {s["id"]: (s["status"], s["outputs"]) for s in record["steps"]}
+    assert mine == {s["id"]: (s["status"], s["outputs"]) for s in sample_reference["steps"]}
+    _check_finished_once(run_dir)
+    check = verify(run_dir / "audit.jsonl")
+    assert check.ok and check.sealed
+    _ledger(f"sample-noop Ctrl-C {how} during {step}", run_dir, sample_work / "runbooks" / "sample-noop.yaml",
+            sample_work / "regions", state)
+
+
+@pytest.mark.reliability_full
+@pytest.mark.parametrize(("step", "how"), [("check-lag", "twice"), ("promote", "twice"), ("apply-stack", "twice"),
+                                           ("shift-dns", "once")])
+def test_core_banking_interrupted_then_resumed(step: str, how: str, prefect_server: str, migrated_home: Path,
+                                              tmp_path: Path) -> None:
+    from world_kit import started_world, writable_primaries
+
+    with started_world() as world:
+        ends = world.endpoints()
+        work = tmp_path / "work"
+        (work / "runbooks").mkdir(parents=True)
+        runbook = work / "runbooks" / "core-banking.yaml"
+        runbook.write_text((REPO / "runbooks" / "core-banking.yaml").read_text())
+        (work / "stacks").symlink_to(REPO / "stacks")
+        env = {**quiet_env(migrated_home, prefect_server), "DR_REGIONS_DIR": str(world.regions_dir)}
+        state = tmp_path / "state"
+        load = world.start_load()
+        kit_wait(lambda: len(load.acked_seqs()) >= 10, "10 acknowledged writes")
+        world.fail_region(world.config.source)
+        acked = set(load.acked_seqs())
+
+        point = f"{step}:during" + (":twice" if how == "twice" else "")
+        stopped = _interrupt(["failover", str(runbook), "--yes", "--state-dir", str(state)], work, env, point)
+        assert stopped.returncode == 130, stopped.stdout + stopped.stderr
+        (run_dir,) = list((state / "runs").iterdir())
+        _check_stopped(run_dir, step, how, stopped.stdout + stopped.stderr)
+
+        # No state-lock dance: an abandoned terraform apply got SIGINT and released its lock.
+        resumed = _dr(["resume", run_dir.name, "--state-dir", str(state)], work, env)
+        if resumed.returncode != 0 and "StateLocked" in resumed.stdout + resumed.stderr:
+            kit_wait(lambda: _dr(["resume", run_dir.name, "--state-dir", str(state)], work, env).returncode == 0,
+                     "terraform to release its state lock after SIGINT", limit=30)
+        else:
+            assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        record = _record(run_dir)
+        assert record["status"] == "succeeded"
+        assert record["rows_lost"] == 0 and record["rpo_met"] is True
+        from dr_engine.providers.dns import DnsServer, query
+
+        host, port = ends.dns_server.rsplit(":", 1)
+        assert list(query(DnsServer(host, int(port)), ends.public_name, "A", timeout=2).values) == \
+            [world.config.target_addr]
+        world.restore_region(world.config.source)
+        assert writable_primaries(world) == [world.config.target]
+        from dr_engine.world.ledger_app import present_ack_seqs
+
+        assert present_ack_seqs(ends.dsn(world.config.target), sorted(acked)) == acked
+        _check_finished_once(run_dir)
+        check = verify(run_dir / "audit.jsonl")
+        assert check.ok and check.sealed
+        _ledger(f"core-banking Ctrl-C {how} during {step}", run_dir, runbook, world.regions_dir, state)

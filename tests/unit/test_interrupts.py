@@ -20,6 +20,7 @@ from dr_engine.executors import ThreadExecutor
 from dr_engine.interrupts import Interrupts
 from dr_engine.lock import NullLock
 from dr_engine.record import RunStatus, StepStatus
+from dr_engine.report.publish import run_report
 from dr_engine.run import RunOptions, resume_run, start_run
 from dr_engine.statedir import StateDir
 from dr_engine.testing.runbooks import plan_from_steps
@@ -80,6 +81,11 @@ def test_a_step_that_ends_within_the_grace_is_recorded_before_the_seal(tmp_path:
     assert verify(StateDir(tmp_path / "state").audit_file(record.run_id)).ok
     assert "slow" in said[0] and "no new step will start" in said[0]
     assert interrupts.exit_code == 130
+    # The report tells the interruption as a deviation, and the run verifies as recorded.
+    report = run_report(StateDir(tmp_path / "state").run_dir(record.run_id))
+    assert report.verified
+    interruption = [d for d in report.deviations if d.kind == "stop-signal"]
+    assert len(interruption) == 1 and "SIGINT" in interruption[0].detail and "slow" in interruption[0].reason
 
 
 def test_a_second_signal_abandons_a_blocked_step_at_once_and_resume_reruns_it(tmp_path: Path) -> None:
