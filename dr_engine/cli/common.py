@@ -146,3 +146,11 @@ def exit_run(code: int) -> NoReturn:
         with contextlib.suppress(Exception):
             sys.modules["flows.embedded_server"].stop_now()
     os._exit(code)
+
+
+def grace_option() -> Any:
+    """``--grace SECONDS``: after a stop signal, the longest wait for running steps (dr_engine.interrupts)."""
+    return typer.Option(None, "--grace", min=0,
+                        help="After Ctrl-C/SIGTERM/SIGHUP, the longest wait in seconds for running steps to "
+                             "finish before they are abandoned (default: the rest of their timeout, at most "
+                             "120 s, or DR_INTERRUPT_GRACE).")

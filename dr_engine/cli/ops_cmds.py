@@ -17,6 +17,7 @@ from dr_engine.cli.common import (
     EXIT_USAGE,
     err,
     exit_run,
+    grace_option,
     handle_errors,
     out,
     state_dir_option,
@@ -77,11 +78,13 @@ def drill_cmd(
     runbook: str = typer.Argument(..., help="Runbook name (runbooks/NAME.yaml) or path."),
     reason: str = typer.Option("scheduled DR drill", "--reason", help="Why (recorded)."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Steps run at the same time."),
+    grace: float = grace_option(),
     state_dir: Path = state_dir_option(),
 ) -> None:
     """Test-fail over to drill copies (production untouched); drill copies are always removed."""
     plan = build_plan(load_runbook(resolve_runbook(runbook)))
-    options = RunOptions(mode=RunMode.DRILL, state_dir=state_dir, reason=reason, concurrency=concurrency)
+    options = RunOptions(mode=RunMode.DRILL, state_dir=state_dir, reason=reason, concurrency=concurrency,
+                         grace_cap=grace)
     code, record = _run(plan, options)
     if record is not None:
         render_drill(record)
@@ -94,12 +97,14 @@ def failback_cmd(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     reason: str = typer.Option("planned failback", "--reason", help="Why (recorded)."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Steps run at the same time."),
+    grace: float = grace_option(),
     state_dir: Path = state_dir_option(),
 ) -> None:
     """Return to the original region: rejoin it as a standby, then switch over with zero data loss."""
     plan = build_plan(load_runbook(resolve_runbook(runbook)))
     _confirm("FAIL BACK", plan, yes)
-    options = RunOptions(mode=RunMode.FAILBACK, state_dir=state_dir, reason=reason, concurrency=concurrency)
+    options = RunOptions(mode=RunMode.FAILBACK, state_dir=state_dir, reason=reason, concurrency=concurrency,
+                         grace_cap=grace)
     code, _ = _run(plan, options)
     exit_run(code)
 

@@ -19,6 +19,7 @@ from dr_engine.cli.common import (
     Output,
     err,
     exit_run,
+    grace_option,
     handle_errors,
     out,
     print_json,
@@ -181,10 +182,7 @@ def failover_cmd(
     concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Steps run at the same time."),
     take_over_lock: bool = typer.Option(False, "--take-over-lock",
                                         help="Take over a STALE failover lock (holder dead or expired)."),
-    grace: float = typer.Option(None, "--grace", min=0,
-                                help="After Ctrl-C/SIGTERM, the longest wait in seconds for running steps "
-                                     "to finish before they are abandoned (default 120, or "
-                                     "DR_INTERRUPT_GRACE)."),
+    grace: float = grace_option(),
     state_dir: Path = state_dir_option(),
 ) -> None:
     """Fail an application over to its target region (asks you to type the runbook name)."""
@@ -224,10 +222,7 @@ def resume_cmd(
     take_over_lock: bool = typer.Option(False, "--take-over-lock", "--take-over",
                                         help="Take over a stale lock of another run, or this run's lease "
                                              "held on a crashed machine (audited)."),
-    grace: float = typer.Option(None, "--grace", min=0,
-                                help="After Ctrl-C/SIGTERM, the longest wait in seconds for running steps "
-                                     "to finish before they are abandoned (default 120, or "
-                                     "DR_INTERRUPT_GRACE)."),
+    grace: float = grace_option(),
     state_dir: Path = state_dir_option(),
 ) -> None:
     """Resume an interrupted or halted run: finished steps are skipped, the rest re-run."""
