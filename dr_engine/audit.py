@@ -42,6 +42,7 @@ from typing import Any
 
 from dr_engine.clock import SystemClock, utc_iso
 from dr_engine.errors import RunStateError
+from dr_engine.secrets_scrub import scrub_value
 
 GENESIS = "0" * 64
 
@@ -101,8 +102,12 @@ def event_hash(event: dict[str, Any]) -> str:
 
 
 def _json_safe(value: Any) -> Any:
-    """Round-trip through JSON so that what is hashed is exactly what is written and read back."""
-    return json.loads(json.dumps(value, default=str, allow_nan=False))
+    """Round-trip through JSON so that what is hashed is exactly what is written and read back.
+
+    Secret values the process resolved are masked here, before hashing (see
+    :mod:`dr_engine.secrets_scrub`): the record, reports and evidence fold from these events.
+    """
+    return scrub_value(json.loads(json.dumps(value, default=str, allow_nan=False)))
 
 
 def _last_line(handle: Any) -> bytes | None:

@@ -2,13 +2,16 @@
 
 At load time only region references can be checked; here every ``${...}`` is resolved:
 region params, secrets (as :class:`~pydantic.SecretStr`, read from the environment or a
-file at the moment they are needed), outputs of earlier steps, and run facts. A string that
-embeds a secret inside other text becomes a ``SecretStr`` as a whole, so the secret cannot
-leak through ``str()`` of a params model.
+file at the moment they are needed), outputs of earlier steps, and run facts. A value that
+holds a secret becomes a :class:`~dr_engine.substitution.SecretText` as a whole (the same
+:func:`~dr_engine.substitution.substitute` the loader validates with), so the secret cannot
+leak through ``str()`` of a params model, and every value read is registered with
+:mod:`dr_engine.secrets_scrub` so that no record, log or console output shows it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,11 +23,18 @@ from pydantic import SecretStr, ValidationError
 from dr_engine.actions.base import ActionParams
 from dr_engine.errors import ConfigError, PreconditionFailed
 from dr_engine.model import Region, RunMode
-from dr_engine.substitution import REFERENCE, Reference, parse_reference, substitute
+from dr_engine.secrets_scrub import MIN_LENGTH, register
+from dr_engine.substitution import Reference, substitute
+
+log = logging.getLogger(__name__)
 
 
 def read_secret(region: Region, name: str) -> SecretStr:
-    """Resolve secret ``name`` of ``region`` from its env var or file (never logged)."""
+    """Resolve secret ``name`` of ``region`` from its env var or file (never logged).
+
+    The value is registered for masking (:mod:`dr_engine.secrets_scrub`) before it is
+    returned: every secret the process ever resolves comes through here.
+    """
     ref = region.secrets.get(name)
     if ref is None:
         raise KeyError(f"region {region.name!r} declares no secret {name!r}")
@@ -33,13 +43,26 @@ def read_secret(region: Region, name: str) -> SecretStr:
         if value is None:
             raise PreconditionFailed(f"secret {name!r} of region {region.name}: environment variable "
                                      f"{ref.env} is not set", hint=f"export {ref.env} before running")
-        return SecretStr(value)
+        return _registered(region, name, value)
     path = Path(ref.file or "").expanduser()
     try:
-        return SecretStr(path.read_text(encoding="utf-8").rstrip("\r\n"))
+        value = path.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as exc:
         raise PreconditionFailed(f"secret {name!r} of region {region.name}: cannot read {path}: "
                                  f"{exc.strerror}", hint="check the file exists and is readable") from exc
+    return _registered(region, name, value)
+
+
+#: Secrets already warned about as too short to mask (one warning per process each).
+_WARNED_SHORT: set[tuple[str, str]] = set()
+
+
+def _registered(region: Region, name: str, value: str) -> SecretStr:
+    if value and not register(value) and (region.name, name) not in _WARNED_SHORT:
+        _WARNED_SHORT.add((region.name, name))
+        log.warning("secret %r of region %s is shorter than %d characters: it cannot be masked by value in "
+                    "records, logs and output; use a longer secret", name, region.name, MIN_LENGTH)
+    return SecretStr(value)
 
 
 @dataclass(frozen=True)
@@ -56,13 +79,12 @@ class Bindings:
     def _region(self, ref: Reference) -> Region:
         return self.source if ref.region == "source" else self.target
 
-    def resolve(self, ref: Reference, *, reveal: bool) -> Any:
-        """The value of ``ref``; secrets are SecretStr unless ``reveal`` (for interpolation)."""
+    def resolve(self, ref: Reference) -> Any:
+        """The value of ``ref``; secrets are SecretStr."""
         if ref.scope == "region":
             return self._region(ref).params[ref.key or ""]
         if ref.scope == "secret":
-            secret = read_secret(self._region(ref), ref.key or "")
-            return secret.get_secret_value() if reveal else secret
+            return read_secret(self._region(ref), ref.key or "")
         if ref.scope == "step":
             produced = self.outputs.get(ref.step or "")
             if produced is None or ref.key not in produced:
@@ -75,19 +97,8 @@ class Bindings:
         return {"runbook.name": self.runbook, "run.id": self.run_id, "run.mode": self.mode.value}[key]
 
     def bind(self, value: Any) -> Any:
-        """Substitute every reference in a nested ``with:`` value."""
-        if isinstance(value, dict):
-            return {k: self.bind(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.bind(v) for v in value]
-        if not isinstance(value, str) or "${" not in value:
-            return value
-        refs = [parse_reference(m.group(1)) for m in REFERENCE.finditer(value)]
-        has_secret = any(r is not None and r.scope == "secret" for r in refs)
-        whole = REFERENCE.fullmatch(value) is not None
-        if has_secret and not whole:
-            return SecretStr(substitute(value, lambda r: self.resolve(r, reveal=True)))
-        return substitute(value, lambda r: self.resolve(r, reveal=False))
+        """Substitute every reference in a nested ``with:`` value (values holding secrets become SecretText)."""
+        return substitute(value, self.resolve)
 
 
 def bind_params(params_model: type[ActionParams], raw: dict[str, Any], bindings: Bindings,

@@ -3,6 +3,8 @@
 Runbooks are validated in two passes: the runbook model itself, then each step's ``with:``
 block against its action's ``Params`` model (after region references are substituted; step
 outputs are only known at run time, so fields holding ``${steps...}`` are checked then).
+Secrets are substituted as placeholder ``SecretStr`` values by the same function a run binds
+with, so a field that would refuse a secret at run time is refused here, located.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from dr_engine.actions.base import Action, ActionParams
 from dr_engine.actions.registry import all_actions, close_matches, lookup
@@ -148,7 +150,7 @@ def _region_resolver(source: Region, target: Region, runbook: str) -> Any:
         if ref.scope == "secret":
             if ref.key not in region.secrets:
                 raise LookupError(ref.text)
-            return SECRET_PLACEHOLDER
+            return SecretStr(SECRET_PLACEHOLDER)
         raise KeyError(ref.text)  # steps/run: known at run time only
 
     return resolve
@@ -217,6 +219,8 @@ def _validate_params(loaded: LoadedRunbook) -> list[Problem]:
             continue
         resolved = substitute(step.with_, resolve, keep_unresolved=True)
         deferred = {f for f, _ in find_references(resolved)}
+        secret_fields = {f for f, text in find_references(step.with_)
+                         if (ref := parse_reference(text)) is not None and ref.scope == "secret"}
         try:
             loaded.params[step.id] = action.Params.model_validate(resolved)
         except ValidationError as exc:
@@ -225,6 +229,11 @@ def _validate_params(loaded: LoadedRunbook) -> list[Problem]:
             prefix = f"steps[{index}].with."
             real = [p for p in located if p.path.removeprefix(prefix) not in deferred]
             for p in real:
+                if p.path.removeprefix(prefix) in secret_fields:
+                    problems.append(Problem(p.file, p.line, p.path, f"this field of {step.action} does not take a "
+                                            "secret (only text)", "secrets go only in fields that accept one "
+                                            f"(see `dr actions {step.action}`), never in plain text fields"))
+                    continue
                 problems.append(Problem(p.file, p.line, p.path, f"{p.message} (for action {step.action})",
                                         p.hint or f"see `dr actions` for {step.action}'s parameters"))
             loaded.params[step.id] = None

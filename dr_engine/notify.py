@@ -40,6 +40,7 @@ from dr_engine.model.notify import NotifyEvent
 from dr_engine.progress import Progress
 from dr_engine.record import RunRecord, RunStatus, StepRecord
 from dr_engine.report.redact import redact_text
+from dr_engine.secrets_scrub import scrub_text
 from dr_engine.summary import fmt_seconds
 
 log = logging.getLogger("dr_engine.notify")
@@ -197,7 +198,7 @@ class Notifier:
                     self._idle.notify_all()
 
     def _post(self, target: Target, event: NotifyEvent, payload: dict[str, Any]) -> Delivery:
-        body = json.dumps(payload).encode("utf-8")
+        body = scrub_text(json.dumps(payload)).encode("utf-8")  # a webhook is outside the team too
         request = urllib.request.Request(target.url.get_secret_value(), data=body, method="POST",
                                          headers={"Content-Type": "application/json",
                                                   "User-Agent": "dr-engine-notify"})

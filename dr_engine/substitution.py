@@ -10,15 +10,20 @@ Syntax (documented in the README):
 - ``$${`` writes a literal ``${``.
 
 A value that is exactly one reference keeps the referenced value's type (e.g. an int port);
-otherwise references are interpolated as text.
+otherwise references are interpolated as text. A resolver gives secrets as ``SecretStr``; a
+value holding any secret becomes a :class:`SecretText` as a whole (so only fields that accept a
+secret accept it), which remembers where each secret sits. Load-time validation and run-time
+binding both substitute through :func:`substitute`, so they accept and refuse the same values.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import SecretStr
 
 REFERENCE = re.compile(r"(?<!\$)\$\{([^}]*)\}")
 _VALID = re.compile(
@@ -95,11 +100,68 @@ def find_unclosed(value: Any, path: str = "") -> list[tuple[str, str]]:
     return found
 
 
+def secret_env_name(ref: Reference) -> str:
+    """The environment variable a command receives secret ``ref`` in (``DR_SECRET_TARGET_PG_PASSWORD``)."""
+    return f"DR_SECRET_{(ref.region or '').upper()}_{(ref.key or '').upper()}"
+
+
+@dataclass(frozen=True)
+class SecretPart:
+    """One secret inside a :class:`SecretText`: the reference as written and its value."""
+
+    reference: Reference
+    value: SecretStr
+
+
+class SecretText(SecretStr):
+    """A parameter value that holds one or more secrets, possibly inside other text.
+
+    It is a ``SecretStr`` (``get_secret_value()`` is the whole text with the secrets in it), so
+    only fields that accept a secret accept it, and it keeps its parts, so that a command can
+    receive the secrets through its environment instead of its arguments (see :meth:`template`).
+    """
+
+    def __init__(self, parts: Sequence[str | SecretPart]) -> None:
+        self.parts: tuple[str | SecretPart, ...] = tuple(parts)
+        super().__init__("".join(p if isinstance(p, str) else p.value.get_secret_value() for p in self.parts))
+
+    def shown(self) -> str:
+        """The text with each secret written as its reference (``user:${target.secrets.pw}``): safe to show."""
+        return "".join(p if isinstance(p, str) else "${" + p.reference.text + "}" for p in self.parts)
+
+    def template(self) -> tuple[str, dict[str, str]]:
+        """The text with each secret written as ``$DR_SECRET_<REGION>_<NAME>``, and those variables' values.
+
+        For a command: a shell (``sh -c``) expands the variables, and the values never appear
+        in the process's arguments (which every local user can read in ``/proc``).
+        """
+        env: dict[str, str] = {}
+        text: list[str] = []
+        for part in self.parts:
+            if isinstance(part, str):
+                text.append(part)
+            else:
+                name = secret_env_name(part.reference)
+                env[name] = part.value.get_secret_value()
+                text.append("$" + name)
+        return "".join(text), env
+
+
+def shown(value: Any) -> str:
+    """A parameter value as it may be shown: secrets as their references (or masked), never revealed."""
+    if isinstance(value, SecretText):
+        return value.shown()
+    if isinstance(value, SecretStr):
+        return "**********"
+    return str(value)
+
+
 def substitute(value: Any, resolve: Resolver, *, keep_unresolved: bool = False) -> Any:
     """Replace references in ``value`` using ``resolve``.
 
     With ``keep_unresolved``, references whose resolver raises KeyError stay as written (used at
-    load time, when step outputs are not known yet).
+    load time, when step outputs are not known yet). A string holding a reference that resolves
+    to a ``SecretStr`` becomes a :class:`SecretText` as a whole.
     """
     if isinstance(value, dict):
         return {k: substitute(v, resolve, keep_unresolved=keep_unresolved) for k, v in value.items()}
@@ -113,14 +175,26 @@ def substitute(value: Any, resolve: Resolver, *, keep_unresolved: bool = False) 
         if ref is None:
             raise KeyError(match.group(1))
         try:
-            return resolve(ref)
+            resolved = resolve(ref)
         except KeyError:
             if keep_unresolved:
                 return match.group(0)
             raise
+        return SecretPart(ref, resolved) if isinstance(resolved, SecretStr) else resolved
 
     whole = REFERENCE.fullmatch(value)
     if whole is not None:
-        return one(whole)
-    text = REFERENCE.sub(lambda m: str(one(m)), value)
-    return text.replace("$${", "${")
+        resolved = one(whole)
+        return SecretText([resolved]) if isinstance(resolved, SecretPart) else resolved
+    # Literal text, values and secrets in order; `$${` unescapes in the runbook's own text only.
+    parts: list[str | SecretPart] = []
+    position = 0
+    for match in REFERENCE.finditer(value):
+        parts.append(value[position:match.start()].replace("$${", "${"))
+        resolved = one(match)
+        parts.append(resolved if isinstance(resolved, SecretPart) else str(resolved))
+        position = match.end()
+    parts.append(value[position:].replace("$${", "${"))
+    if any(isinstance(p, SecretPart) for p in parts):
+        return SecretText([p for p in parts if p != ""])
+    return "".join(p for p in parts if isinstance(p, str))

@@ -9,6 +9,7 @@ import traceback
 import typer
 
 from dr_engine.cli.common import EXIT_FAILED, STATE
+from dr_engine.secrets_scrub import scrub_text
 
 #: Command modules; each defines ``register(app)``. Imported lazily by :func:`build_app`.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -52,9 +53,9 @@ def main() -> None:
         app()
     except Exception:
         if STATE.debug or "--debug" in sys.argv:
-            traceback.print_exc()
+            sys.stderr.write(scrub_text(traceback.format_exc()))
         else:
             exc = sys.exc_info()[1]
-            sys.stderr.write(f"internal error: {type(exc).__name__}: {exc}\n"
-                             "  hint: re-run with --debug for details and report it\n")
+            sys.stderr.write(scrub_text(f"internal error: {type(exc).__name__}: {exc}\n"
+                                        "  hint: re-run with --debug for details and report it\n"))
         sys.exit(EXIT_FAILED)

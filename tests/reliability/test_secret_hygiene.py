@@ -105,7 +105,7 @@ def test_no_canary_anywhere_after_a_real_failover(tmp_path: Path, migrated_home:
 
 def test_secrets_in_failing_steps_stay_out_of_messages_logs_and_records(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    """A secret handed to a command, and a DSN password in a failing step, never surface."""
+    """A secret handed to a command (which echoes it back), and a DSN password in a failing step, never surface."""
     monkeypatch.setenv("DR_TEST_WEST_TOKEN", TOKEN_CANARY)
     port = free_port("127.0.0.1")  # nothing listens: the connection is refused
     canaries = {"DSN password": PG_CANARY, "token": TOKEN_CANARY}
@@ -128,9 +128,11 @@ def test_secrets_in_failing_steps_stay_out_of_messages_logs_and_records(
                            "  with: {command: ['true']}\n  after: [db]\n", name="hygiene")
     state = tmp_path / "state"
     record = start_run(plan, RunOptions(state_dir=state, concurrency=1))
-    # A secret can only bind to a secret-typed field: handing it to a command is refused up front.
-    assert record.status is RunStatus.HALTED and record.halted_at_step == "leaky-command"
-    assert record.error is not None and "env.TOKEN" in record.error.message
+    # The command gets the secret in its environment, fails quoting it (twice: one retry), and
+    # the record says so with the value masked.
+    assert record.status is RunStatus.FAILED and record.halted_at_step == "leaky-command"
+    assert record.error is not None and "login failed with token ***" in record.error.message
+    assert record.step("leaky-command").attempts == 2
     problems = _leaks(canaries, state) + _text_leaks(canaries, "logging", caplog.text)
     problems += _text_leaks(canaries, "error", record.error.message + (record.error.hint or ""))
 

@@ -9,6 +9,7 @@ from runbook_fixtures import CORPUS_REGIONS, LoadRunbook, WriteRunbook
 
 from dr_engine.errors import ConfigError, UnknownAction
 from dr_engine.loader import SECRET_PLACEHOLDER, default_regions_dir, display_path, load_region, load_regions
+from dr_engine.substitution import SecretText
 from dr_engine.yamlsafe import MAX_BYTES, format_path, line_for, parse_path, parse_yaml, read_yaml
 
 OK = """  - id: announce
@@ -113,7 +114,41 @@ def test_secrets_and_step_outputs_are_not_resolved_at_load(load: LoadRunbook) ->
     loaded = load(steps)
     params = loaded.params["announce"]
     assert params is not None
-    assert params.model_dump()["command"] == ["echo", SECRET_PLACEHOLDER, "${steps.verify.out}"]
+    command = params.model_dump()["command"]
+    assert command[0] == "echo" and command[2] == "${steps.verify.out}"
+    # A placeholder secret, validated as a secret: the same type a run binds.
+    assert isinstance(command[1], SecretText) and command[1].get_secret_value() == SECRET_PLACEHOLDER
+    assert command[1].shown() == "${target.secrets.db_password}"
+
+
+def test_a_secret_in_a_field_that_takes_none_is_refused_at_load_located(load: LoadRunbook) -> None:
+    # `cwd` is plain text: a run could never bind a secret there, so validation says so up front.
+    steps = OK.replace('with: {command: [echo, "${target.addr}"]}',
+                       'with: {command: [echo], cwd: "/srv/${target.secrets.db_password}"}')
+    with pytest.raises(ConfigError) as exc:
+        load(steps)
+    (problem,) = exc.value.problems
+    assert problem.path == "steps[0].with.cwd" and problem.line == 8
+    assert "does not take a secret" in problem.message and "dr actions shell.run" in (problem.hint or "")
+
+
+def test_load_and_run_bind_secrets_through_one_path(load: LoadRunbook, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `dr validate` accepts, a run binds: secrets in shell.run's command and env."""
+    from dr_engine.bindings import Bindings, bind_params
+    from dr_engine.model import RunMode
+
+    monkeypatch.setenv("TEST_WEST_DB_PASSWORD", "BindCanary-1d7e")
+    steps = OK.replace('with: {command: [echo, "${target.addr}"]}',
+                       'with: {command: [sh, -c, \'x="${target.secrets.db_password}"\'], '
+                       'env: {PW: "${target.secrets.db_password}"}}')
+    loaded = load(steps)
+    bindings = Bindings(loaded.source, loaded.target, "t", "run-1", RunMode.FAILOVER, {})
+    step = loaded.runbook.steps[0]
+    params = bind_params(loaded.actions[step.id].Params, step.with_, bindings, step.id)
+    command, env = params.model_dump()["command"], params.model_dump()["env"]
+    assert isinstance(command[2], SecretText) and command[2].get_secret_value() == 'x="BindCanary-1d7e"'
+    assert isinstance(env["PW"], SecretText) and env["PW"].get_secret_value() == "BindCanary-1d7e"
+    assert "BindCanary" not in str(params) + repr(params)
 
 
 def test_runbook_name_is_known_at_load(load: LoadRunbook) -> None:
