@@ -175,21 +175,10 @@ def test_sample_noop_killed_then_resumed(step: str, when: str, sample_work: Path
 @pytest.mark.parametrize("step", CORE_STEPS)
 def test_core_banking_killed_then_resumed(step: str, when: str, prefect_server: str, migrated_home: Path,
                                           tmp_path: Path) -> None:
-    from world_kit import started_world, writable_primaries
+    from world_kit import started_world
 
     with started_world() as world:
-        ends = world.endpoints()
-        work = tmp_path / "work"
-        (work / "runbooks").mkdir(parents=True)
-        runbook = work / "runbooks" / "core-banking.yaml"
-        runbook.write_text((REPO / "runbooks" / "core-banking.yaml").read_text())
-        (work / "stacks").symlink_to(REPO / "stacks")  # terraform.apply finds stacks/ledger beside runbooks/
-        env = {**quiet_env(migrated_home, prefect_server), "DR_REGIONS_DIR": str(world.regions_dir)}
-        state = tmp_path / "state"
-        load = world.start_load()
-        kit_wait(lambda: len(load.acked_seqs()) >= 10, "10 acknowledged writes")
-        world.fail_region(world.config.source)
-        acked = set(load.acked_seqs())
+        work, runbook, env, state, acked = _core_banking_outage(world, tmp_path, prefect_server, migrated_home)
 
         crashed = _crash(["failover", str(runbook), "--yes", "--state-dir", str(state)], work, env, f"{step}:{when}")
         assert crashed.returncode == -signal.SIGKILL, crashed.stdout + crashed.stderr
@@ -204,20 +193,7 @@ def test_core_banking_killed_then_resumed(step: str, when: str, prefect_server: 
             _break_state_lock(world)
             resumed = _dr(["resume", run_dir.name, "--state-dir", str(state)], work, env)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-        record = _record(run_dir)
-        assert record["status"] == "succeeded"
-        assert record["rows_lost"] == 0 and record["rpo_met"] is True
-        # The final state of an uninterrupted failover: DNS on the target, one writable primary.
-        from dr_engine.providers.dns import DnsServer, query
-
-        host, port = ends.dns_server.rsplit(":", 1)
-        assert list(query(DnsServer(host, int(port)), ends.public_name, "A", timeout=2).values) == \
-            [world.config.target_addr]
-        world.restore_region(world.config.source)  # the outage ends: the old primary must stay down
-        assert writable_primaries(world) == [world.config.target]
-        from dr_engine.world.ledger_app import present_ack_seqs
-
-        assert present_ack_seqs(ends.dsn(world.config.target), sorted(acked)) == acked
+        record = _check_failed_over(world, run_dir, acked)
         _check_reruns(run_dir, step, when)
         assert sorted(s["id"] for s in record["steps"]) == sorted(CORE_STEPS)
         check = verify(run_dir / "audit.jsonl")
@@ -233,6 +209,44 @@ def _state_locked(world: Any) -> bool:
     s3 = client(AwsTarget(target, world.moto_endpoint_url), "s3")
     found = s3.list_objects_v2(Bucket=f"dr-tfstate-{target}", Prefix=f"ledger/{target}/terraform.tfstate.tflock")
     return bool(found.get("KeyCount"))
+
+
+def _core_banking_outage(world: Any, tmp_path: Path, prefect_server: str,
+                         migrated_home: Path) -> tuple[Path, Path, dict[str, str], Path, set[int]]:
+    """A core-banking project against ``world``, writes acknowledged, the source region down.
+
+    Returns (work dir, runbook, env, state dir, acknowledged write sequence numbers).
+    """
+    work = tmp_path / "work"
+    (work / "runbooks").mkdir(parents=True)
+    runbook = work / "runbooks" / "core-banking.yaml"
+    runbook.write_text((REPO / "runbooks" / "core-banking.yaml").read_text())
+    (work / "stacks").symlink_to(REPO / "stacks")  # terraform.apply finds stacks/ledger beside runbooks/
+    env = {**quiet_env(migrated_home, prefect_server), "DR_REGIONS_DIR": str(world.regions_dir)}
+    load = world.start_load()
+    kit_wait(lambda: len(load.acked_seqs()) >= 10, "10 acknowledged writes")
+    world.fail_region(world.config.source)
+    return work, runbook, env, tmp_path / "state", set(load.acked_seqs())
+
+
+def _check_failed_over(world: Any, run_dir: Path, acked: set[int]) -> dict[str, Any]:
+    """The final state of an uninterrupted failover: DNS on the target, one writable primary, no row lost."""
+    from world_kit import writable_primaries
+
+    from dr_engine.providers.dns import DnsServer, query
+    from dr_engine.world.ledger_app import present_ack_seqs
+
+    record = _record(run_dir)
+    assert record["status"] == "succeeded"
+    assert record["rows_lost"] == 0 and record["rpo_met"] is True
+    ends = world.endpoints()
+    host, port = ends.dns_server.rsplit(":", 1)
+    assert list(query(DnsServer(host, int(port)), ends.public_name, "A", timeout=2).values) == \
+        [world.config.target_addr]
+    world.restore_region(world.config.source)  # the outage ends: the old primary must stay down
+    assert writable_primaries(world) == [world.config.target]
+    assert present_ack_seqs(ends.dsn(world.config.target), sorted(acked)) == acked
+    return record
 
 
 def _break_state_lock(world: Any) -> None:
@@ -333,21 +347,10 @@ def test_sample_noop_interrupted_then_resumed(step: str, how: str, sample_work: 
                                            ("shift-dns", "once")])
 def test_core_banking_interrupted_then_resumed(step: str, how: str, prefect_server: str, migrated_home: Path,
                                               tmp_path: Path) -> None:
-    from world_kit import started_world, writable_primaries
+    from world_kit import started_world
 
     with started_world() as world:
-        ends = world.endpoints()
-        work = tmp_path / "work"
-        (work / "runbooks").mkdir(parents=True)
-        runbook = work / "runbooks" / "core-banking.yaml"
-        runbook.write_text((REPO / "runbooks" / "core-banking.yaml").read_text())
-        (work / "stacks").symlink_to(REPO / "stacks")
-        env = {**quiet_env(migrated_home, prefect_server), "DR_REGIONS_DIR": str(world.regions_dir)}
-        state = tmp_path / "state"
-        load = world.start_load()
-        kit_wait(lambda: len(load.acked_seqs()) >= 10, "10 acknowledged writes")
-        world.fail_region(world.config.source)
-        acked = set(load.acked_seqs())
+        work, runbook, env, state, acked = _core_banking_outage(world, tmp_path, prefect_server, migrated_home)
 
         point = f"{step}:during" + (":twice" if how == "twice" else "")
         stopped = _interrupt(["failover", str(runbook), "--yes", "--state-dir", str(state)], work, env, point)
@@ -360,19 +363,7 @@ def test_core_banking_interrupted_then_resumed(step: str, how: str, prefect_serv
         kit_wait(lambda: not _state_locked(world), "terraform to release its state lock after SIGINT", limit=60)
         resumed = _dr(["resume", run_dir.name, "--state-dir", str(state)], work, env)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-        record = _record(run_dir)
-        assert record["status"] == "succeeded"
-        assert record["rows_lost"] == 0 and record["rpo_met"] is True
-        from dr_engine.providers.dns import DnsServer, query
-
-        host, port = ends.dns_server.rsplit(":", 1)
-        assert list(query(DnsServer(host, int(port)), ends.public_name, "A", timeout=2).values) == \
-            [world.config.target_addr]
-        world.restore_region(world.config.source)
-        assert writable_primaries(world) == [world.config.target]
-        from dr_engine.world.ledger_app import present_ack_seqs
-
-        assert present_ack_seqs(ends.dsn(world.config.target), sorted(acked)) == acked
+        _check_failed_over(world, run_dir, acked)
         _check_finished_once(run_dir)
         check = verify(run_dir / "audit.jsonl")
         assert check.ok and check.sealed
