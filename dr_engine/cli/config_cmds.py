@@ -161,6 +161,22 @@ def action_info(name: str) -> dict[str, Any]:
             "example": cls.example}
 
 
+def _kind(prop: dict[str, Any]) -> str:
+    """A parameter's type for people: ``secret`` where a secret reference is accepted."""
+    if prop.get("format") == "password":  # pydantic's SecretStr
+        return "secret"
+    options = prop.get("anyOf", [])
+    if options and "type" not in prop:
+        return " | ".join(_kind(o) if "$ref" not in o else str(o["$ref"]).split("/")[-1] for o in options)
+    kind = str(prop.get("type") or "object")
+    if kind == "array" and "items" in prop:
+        return f"list[{_kind(prop['items'])}]"
+    values = prop.get("additionalProperties")
+    if kind == "object" and isinstance(values, dict) and "secret" in _kind(values):
+        return f"map[{_kind(values)}]"
+    return kind
+
+
 def _param_rows(schema: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(name, type, default/required, description) for each parameter of an action."""
     required = set(schema.get("required", []))
@@ -170,10 +186,7 @@ def _param_rows(schema: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         if any("(ms|s|m|h|d)" in str(o.get("pattern", "")) for o in [prop, *options]):
             kind = "duration" + (" | null" if any(o.get("type") == "null" for o in options) else "")
         else:
-            kind = prop.get("type") or " | ".join(str(o.get("type", o.get("$ref", "?"))).split("/")[-1]
-                                                  for o in options) or "object"
-        if kind == "array" and "items" in prop:
-            kind = f"list[{prop['items'].get('type', 'object')}]"
+            kind = _kind(prop)
         if "enum" in prop:
             kind = " | ".join(repr(v) for v in prop["enum"])
         default = "required" if key in required else (

@@ -135,6 +135,12 @@ def test_actions_list_and_detail() -> None:
     assert "did you mean shell.run" in unknown.output
 
 
+def test_actions_detail_shows_which_fields_take_a_secret() -> None:
+    detail = invoke("actions", "shell.run").stdout
+    assert "list[string | secret]" in detail and "map[string | secret]" in detail
+    assert "secret | null" in invoke("actions", "postgres.verify_writable").stdout
+
+
 def test_actions_json() -> None:
     listing = json.loads(invoke("actions", "--output", "json").stdout)
     assert [a["name"] for a in listing] == list(all_actions())
