@@ -328,7 +328,6 @@ class RunRecord(_Record):
                  for step in data.get("steps") or []]
         return {**data, "steps": steps, "waves_from": 1}
 
-
     @property
     def incident_declared(self) -> bool:
         """Whether the incident start was declared (``--incident-start``), not defaulted to the run start."""
