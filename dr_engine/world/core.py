@@ -69,18 +69,21 @@ def _installed(module: str) -> bool:
         return False
 
 
-def require_moto() -> None:
+def require_moto(*, offer_no_moto: bool = True) -> None:
     """Raise :class:`WorldExtraMissing` unless the local AWS endpoint (moto's server) can run.
 
-    Checked before anything starts: without it the moto child would die on import and the world
-    would fail half-started, after PostgreSQL and BIND, with a timeout that names no cause.
+    ``offer_no_moto`` adds ``--no-moto`` to the hint (not for the demo: its runbook needs AWS).
+
+    Checked before anything starts: without it the moto child dies on import only after
+    PostgreSQL, BIND and the apps have started, and its error asks whether the port is in use.
     """
     missing = [name for name in MOTO_MODULES if not _installed(name)]
     if missing:
+        hint = "install dr-engine[world] (pip install 'dr-engine[world]')"
+        if offer_no_moto:
+            hint += ", or start without the AWS part: --no-moto"
         raise WorldExtraMissing(f"the local AWS endpoint of the embedded world needs {' and '.join(missing)}, "
-                                "which is not installed",
-                                hint="install dr-engine[world] (pip install 'dr-engine[world]'), "
-                                     "or start without the AWS part: --no-moto")
+                                "which is not installed", hint=hint)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -138,14 +139,18 @@ def test_dr_works_without_pytest_and_moto(tmp_path: Path) -> None:
         assert attempts == [], f"`dr {' '.join(args)}` tried to import {attempts}"
 
 
-def test_dr_world_up_without_moto_names_the_extra_and_starts_nothing(tmp_path: Path) -> None:
-    # A non-empty folder that holds no world: were the check missing or late, `world up` would
+@pytest.mark.parametrize("command", [["world", "up"], ["demo", "--state-dir", "{tmp}/state"]], ids=" ".join)
+def test_the_world_without_moto_names_the_extra_and_starts_nothing(tmp_path: Path, command: list[str]) -> None:
+    # A non-empty folder that holds no world: were the check missing or late, the world would
     # refuse it (exit 1, "not empty") before starting anything, so this test never starts a world.
     root = tmp_path / "world"
     root.mkdir()
     (root / "keep").write_text("not a world\n", encoding="utf-8")
-    done, attempts = dr_without_extras(tmp_path, "world", "up", "--root", str(root))
+    args = [arg.format(tmp=tmp_path) for arg in command]
+    done, attempts = dr_without_extras(tmp_path, *args, "--root", str(root))
     assert done.returncode == 2, (done.stdout, done.stderr)
-    assert "dr-engine[world]" in done.stderr
+    assert "install dr-engine[world]" in done.stderr
+    assert "Starting the embedded world" not in done.stderr, "the check comes before any narration"
     assert "moto" in attempts
     assert sorted(p.name for p in root.iterdir()) == ["keep"]
+    assert not (tmp_path / "state").exists()
