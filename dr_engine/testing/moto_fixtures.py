@@ -6,6 +6,7 @@ Import them into a ``conftest.py``::
 
 ``moto_server`` is session-scoped (a child process on a free loopback port, stopped by pid at
 the end); ``moto`` resets it (``POST /moto-api/reset`` and no fault rules) before each test.
+They need pytest and moto: ``pip install 'dr-engine[dev]'`` (the ``dev`` extra includes ``world``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+try:
+    import pytest
+except ImportError as exc:  # a plain install has no pytest; say which extra brings it
+    raise ImportError("dr_engine.testing.moto_fixtures are pytest fixtures: install dr-engine[dev] "
+                      "(pip install 'dr-engine[dev]')") from exc
 
 from dr_engine.actions.base import StepContext
 from dr_engine.model import Region

@@ -20,6 +20,7 @@ that stopped answering. :meth:`World.restore_region` continues them.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import secrets
@@ -46,6 +47,43 @@ STATE_FILE = "world.json"
 
 class WorldError(DrError):
     """The world could not be started, found, or driven."""
+
+
+class WorldExtraMissing(WorldError):
+    """A part of the world needs a package of the ``world`` extra, and it is not installed.
+
+    A usage error (exit 2), not a failure: nothing was started, and installing the extra fixes it.
+    """
+
+    exit_code = 2
+
+
+#: What the local AWS endpoint imports in its child process: moto and, for its server mode, Flask.
+MOTO_MODULES = ("moto", "flask")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a meta-path finder that refuses the name counts as "not installed"
+        return False
+
+
+def require_moto(*, offer_no_moto: bool = True) -> None:
+    """Raise :class:`WorldExtraMissing` unless the local AWS endpoint (moto's server) can run.
+
+    ``offer_no_moto`` adds ``--no-moto`` to the hint (not for the demo: its runbook needs AWS).
+
+    Checked before anything starts: without it the moto child dies on import only after
+    PostgreSQL, BIND and the apps have started, and its error asks whether the port is in use.
+    """
+    missing = [name for name in MOTO_MODULES if not _installed(name)]
+    if missing:
+        hint = "install dr-engine[world] (pip install 'dr-engine[world]')"
+        if offer_no_moto:
+            hint += ", or start without the AWS part: --no-moto"
+        raise WorldExtraMissing(f"the local AWS endpoint of the embedded world needs {' and '.join(missing)}, "
+                                "which is not installed", hint=hint)
 
 
 @dataclass(frozen=True)
@@ -188,6 +226,8 @@ class World:
 
     def start(self) -> World:
         """Start every configured part; on failure stop what was started and re-raise."""
+        if self.config.moto:
+            require_moto()
         existing = read_state(self.root)
         if existing is not None and any(processes.alive(p) for p in _state_pids(existing)):
             raise WorldError(f"a world is already running in {self.root}",
@@ -270,11 +310,8 @@ class World:
             self._write_state()
 
     def _start_moto(self) -> None:
-        try:
-            from dr_engine.world.moto_server import MotoServer
-        except ImportError:  # the AWS part is optional
-            self._state["moto"] = None
-            return
+        from dr_engine.world.moto_server import MotoServer
+
         self._moto = MotoServer("127.0.0.1", self.config.moto_port, log_path=self.root / "logs" / "moto.log")
         self._moto.start()
         self._state["moto"] = {"pid": self._moto.pid, "marker": "dr_engine.world.moto_server",

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dr_engine.world.core import DEFAULT_ROOT, World, WorldConfig
+from dr_engine.world.core import DEFAULT_ROOT, World, WorldConfig, require_moto
 
 #: Providers the world serves without moto; any other action (AWS, Terraform's S3 state) needs it.
 LOCAL_PROVIDERS = frozenset({"postgres", "http", "dns", "control", "shell"})
@@ -82,6 +82,8 @@ def run_demo(settings: DemoSettings, runner: Runner, say: Callable[[str], None],
         raise WorldError(f"{settings.runbook} has steps that need the local AWS endpoint ({', '.join(needs_aws)})",
                          hint="run the demo without --no-moto")
     del plan_check
+    if settings.moto:  # before the narration: nothing starts without the world extra
+        require_moto(offer_no_moto=not needs_aws)
     config = (WorldConfig.for_tests(synchronous=settings.synchronous, moto=settings.moto) if settings.auto_ports
               else WorldConfig(synchronous=settings.synchronous, moto=settings.moto))
     world = World(config, root=settings.root, keep_root=settings.keep)

@@ -51,9 +51,16 @@ class MotoServer:
         return self.process is not None and self.process.poll() is None
 
     def start(self, timeout: float = 30.0) -> str:
-        """Spawn the server, wait until it listens; return its endpoint URL."""
+        """Spawn the server, wait until it listens; return its endpoint URL.
+
+        Raises :class:`~dr_engine.world.core.WorldExtraMissing` when moto is not installed.
+        """
         if self.running:
             return self.endpoint_url
+        # Imported here: the world's core starts this module's server lazily (no import circle).
+        from dr_engine.world.core import require_moto
+
+        require_moto()
         log: Any = subprocess.DEVNULL
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
