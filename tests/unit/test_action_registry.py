@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 
 from dr_engine.actions.base import Action, ActionParams, Capability, StepContext, StepResult
-from dr_engine.actions.registry import BUILTIN_MODULES, all_actions, close_matches, lookup, register, unregister
+from dr_engine.actions.registry import all_actions, close_matches, load_builtin, lookup, register, unregister
 
 
 def test_builtins_are_registered_and_sorted() -> None:
     names = list(all_actions())
     assert {"control.wait", "control.approve", "shell.run", "shell.verify"} <= set(names)
     assert names == sorted(names)
-    assert "dr_engine.actions.control" in BUILTIN_MODULES
+    assert "dr_engine.actions.control" in load_builtin()
     wait = lookup("control.wait")
     assert wait is not None and wait.capability is Capability.CONTROL_WAIT
     assert lookup("control.nope") is None
