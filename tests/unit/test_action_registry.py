@@ -76,3 +76,17 @@ def test_register_rejects_duplicates_and_incomplete_classes() -> None:
 
     with pytest.raises(TypeError, match="must define `example`"):
         register(NoExample)
+
+
+def test_drill_variants_are_found_by_walking_for_drill_modules() -> None:
+    from dr_engine.drill import COPY_HOOKS, load_drill_modules, variant_for
+
+    modules = load_drill_modules()
+    assert all(m.endswith("_drill") for m in modules)
+    # A variant beside its action, and the embedded world's drill app (a copy hook, not a variant).
+    assert {"dr_engine.actions.postgres_drill", "dr_engine.actions.dns_drill", "dr_engine.world.app_drill"} <= set(
+        modules)
+    assert variant_for("postgres.promote") is not None and variant_for("dns.shift") is not None
+    assert variant_for("control.wait") is None
+    assert any(hook.__module__ == "dr_engine.world.app_drill" for hook in COPY_HOOKS)
+    assert load_drill_modules() is modules  # walked once
