@@ -47,13 +47,19 @@ def walk_modules(packages: tuple[str, ...], accept: Callable[[str], bool]) -> tu
     found: list[str] = []
     for package in packages:
         module = importlib.import_module(package)
-        for info in pkgutil.walk_packages(module.__path__, prefix=package + "."):
+        # onerror re-imports to raise: pkgutil would otherwise skip a broken sub-package silently,
+        # and its actions would surface later as 'unknown action' instead of the real error.
+        for info in pkgutil.walk_packages(module.__path__, prefix=package + ".", onerror=_import_or_raise):
             leaf = info.name.rsplit(".", 1)[-1]
             if info.ispkg or leaf.startswith("_") or not accept(leaf):
                 continue
             importlib.import_module(info.name)
             found.append(info.name)
     return tuple(sorted(found))
+
+
+def _import_or_raise(name: str) -> None:
+    importlib.import_module(name)
 
 
 def _is_action_module(leaf: str) -> bool:
