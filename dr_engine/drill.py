@@ -87,19 +87,16 @@ Cleaner = Callable[[dict[str, Any], "DrillSession", float], str]
 #: Called when a copy of a production endpoint exists (e.g. to start a drill app on a DB clone).
 CopyHook = Callable[["DrillSession", str, dict[str, Any], StepContext], None]
 
-#: Modules whose import registers drill variants, cleaners and copy hooks (imported on first use).
-DRILL_MODULES: tuple[str, ...] = (
-    "dr_engine.actions.postgres_drill",
-    "dr_engine.actions.dns_drill",
-    "dr_engine.actions.terraform_drill",
-    "dr_engine.actions.cloudformation_drill",
-    "dr_engine.actions.autoscaling_drill",
-    "dr_engine.world.drill_clone",
-)
+#: Packages walked for drill variants, cleaners and copy hooks: every ``*_drill`` module in them
+#: (found by discovery on first use, like the actions; a variant lives beside its action).
+DRILL_PACKAGES: tuple[str, ...] = ("dr_engine.actions", "dr_engine.world")
 
 _VARIANTS: dict[str, DrillVariant] = {}
 _CLEANERS: dict[str, Cleaner] = {}
 COPY_HOOKS: list[CopyHook] = []
+_drill_modules: tuple[str, ...] | None = None
+# Re-entrant for the same reason as the action registry's lock (a variant module may look up).
+_DRILL_LOAD_LOCK = threading.RLock()
 
 
 def drill_variant(action_name: str) -> Callable[[DrillVariant], DrillVariant]:
@@ -128,15 +125,17 @@ def variant_for(action_name: str) -> DrillVariant | None:
     return _VARIANTS.get(action_name)
 
 
-def load_drill_modules() -> None:
-    """Import the modules of :data:`DRILL_MODULES` (once; later imports are cached)."""
-    import importlib
+def load_drill_modules() -> tuple[str, ...]:
+    """Import every drill-variant module of :data:`DRILL_PACKAGES` once; returns their names."""
+    global _drill_modules
+    if _drill_modules is None:
+        from dr_engine.actions.registry import DRILL_SUFFIX, load_builtin, walk_modules
 
-    from dr_engine.actions.registry import load_builtin
-
-    load_builtin()
-    for module in DRILL_MODULES:
-        importlib.import_module(module)
+        load_builtin()
+        with _DRILL_LOAD_LOCK:
+            if _drill_modules is None:
+                _drill_modules = walk_modules(DRILL_PACKAGES, lambda leaf: leaf.endswith(DRILL_SUFFIX))
+    return _drill_modules
 
 
 def drill_behaviour(planned: PlannedStep, action_cls: type[Action[Any]]) -> DrillBehaviour:
@@ -444,7 +443,7 @@ __all__ = [
     "COPY_HOOKS",
     "DRILL_CLEANED",
     "DRILL_CLEANUP",
-    "DRILL_MODULES",
+    "DRILL_PACKAGES",
     "DRILL_RESOURCE",
     "DRILL_REWRITE",
     "Cleaner",

@@ -24,14 +24,7 @@ class WaitParams(ActionParams):
 
 @register
 class Wait(Action[WaitParams]):
-    """Wait a fixed time, e.g. for a DNS TTL to expire before verifying.
-
-    Example::
-
-        - id: let-ttl-expire
-          action: control.wait
-          with: {duration: 30s, reason: DNS TTL}
-    """
+    """Wait a fixed time, e.g. for a DNS TTL to expire before verifying."""
 
     name = "control.wait"
     capability = Capability.CONTROL_WAIT
@@ -73,14 +66,7 @@ class ApprovalGate(Protocol):
 
 @register
 class Approve(Action[ApproveParams]):
-    """Pause the run until a named person approves (``dr approve RUN_ID --as NAME``).
-
-    Example::
-
-        - id: approve-cutover
-          action: control.approve
-          with: {prompt: "Shift customer traffic to us-west-2?", timeout: 15m}
-    """
+    """Pause the run until a named person approves (``dr approve RUN_ID --as NAME``)."""
 
     name = "control.approve"
     capability = Capability.CONTROL_APPROVE

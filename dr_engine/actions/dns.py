@@ -116,19 +116,6 @@ class Shift(Action[ShiftParams]):
 
     Observes first (no update when the server already answers the target value and TTL),
     replaces A/AAAA/CNAME at the name in one update, then reads the answer back.
-
-    Example::
-
-        - id: shift-dns
-          action: dns.shift
-          with:
-            server: 127.0.0.1:15353
-            zone: bank.test
-            name: ledger
-            value: ${target.addr}
-            ttl: 5s
-            key_name: dr-engine-key
-            key_secret: ${target.secrets.tsig_key}
     """
 
     name = "dns.shift"
@@ -261,12 +248,6 @@ class Verify(Action[VerifyParams]):
 
     Polls until the answer equals ``expected`` exactly (as a set) or the deadline. Useful
     after ``dns.shift`` and for secondaries that receive the change by zone transfer.
-
-    Example::
-
-        - id: dns-points-at-target
-          action: dns.verify
-          with: {server: 127.0.0.1:15353, name: ledger.bank.test, expected: "${target.addr}"}
     """
 
     name = "dns.verify"

@@ -121,17 +121,6 @@ class Verify(Action[VerifyParams]):
 
     Read-only and idempotent. With ``resolve_via`` the URL's host is resolved at that DNS
     server on every probe, so the check follows the public name (use it after a DNS shift).
-
-    Example::
-
-        - id: target-healthy
-          action: http.verify
-          with:
-            url: ${target.health_url}
-            expect_status: 200
-            expect_body: ok
-            consecutive: 3
-            interval: 500ms
     """
 
     name = "http.verify"

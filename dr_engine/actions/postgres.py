@@ -108,12 +108,6 @@ class CheckLag(_PgAction):
     primary last told its WAL receiver, and how long ago). Unknown lag counts as over the RPO.
     ``--allow-data-loss`` lets the run proceed anyway; the override is recorded in the audit log.
     The decision is the shared RPO gate (:func:`dr_engine.capabilities.data.rpo_gate`).
-
-    Example::
-
-        - id: check-lag
-          action: postgres.check_lag
-          with: {dsn: "${target.pg_dsn}", source_dsn: "${source.pg_dsn}", cluster: ledger}
     """
 
     name = "postgres.check_lag"
@@ -225,12 +219,6 @@ class Fence(_PgAction):
     an unreachable one (host hung, processes stopped) is killed through its PID file or the
     ``fence_command``. The step fails with FencingFailed when the primary still answers:
     promotion must then not happen. Already stopped: returns early.
-
-    Example::
-
-        - id: fence-primary
-          action: postgres.fence
-          with: {dsn: "${source.pg_dsn}", data_dir: "${source.pg_data_dir}", cluster: ledger}
     """
 
     name = "postgres.fence"
@@ -346,13 +334,6 @@ class Promote(_PgAction):
 
     Already a primary: ``changed=False``, unless this is a retry or a resumed step, whose earlier
     attempt most likely promoted it (see :func:`promotion_outcome`).
-
-    Example::
-
-        - id: promote
-          action: postgres.promote
-          with: {dsn: "${target.pg_dsn}", cluster: ledger}
-          after: [fence-primary]
     """
 
     name = "postgres.promote"
@@ -405,13 +386,6 @@ class VerifyWritable(_PgAction):
 
     A commit that would wait for a synchronous standby that is not there counts as not
     writable (the server would hang every client).
-
-    Example::
-
-        - id: verify-db
-          action: postgres.verify_writable
-          with: {dsn: "${target.pg_dsn}", cluster: ledger}
-          after: [promote]
     """
 
     name = "postgres.verify_writable"
@@ -474,15 +448,7 @@ class ReconcileParams(PgParams):
 
 @register
 class Reconcile(_PgAction):
-    """Count acknowledged writes missing on the new primary: the measured RPO in rows.
-
-    Example::
-
-        - id: reconcile
-          action: postgres.reconcile
-          with: {dsn: "${target.pg_dsn}", table: transfers, acknowledged_file: /var/lib/app/acked.log}
-          after: [verify-db]
-    """
+    """Count acknowledged writes missing on the new primary: the measured RPO in rows."""
 
     name = "postgres.reconcile"
     capability = Capability.DATA_RECONCILE

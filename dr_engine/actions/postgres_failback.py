@@ -60,15 +60,7 @@ def _conninfo(dsn: str, application_name: str) -> tuple[str, str, int, str]:
 
 @register
 class Rejoin(_PgAction):
-    """Make the old primary a streaming standby of the current primary (pg_rewind, else base backup).
-
-    Example::
-
-        - id: rejoin-old-primary
-          action: postgres.rejoin
-          with: {dsn: "${target.pg_dsn}", data_dir: "${target.pg_data_dir}",
-                 primary_dsn: "${source.pg_dsn}", cluster: ledger}
-    """
+    """Make the old primary a streaming standby of the current primary (pg_rewind, else base backup)."""
 
     name = "postgres.rejoin"
     capability = Capability.DATA_SYNC
@@ -224,15 +216,7 @@ class SwitchoverParams(PgParams):
 
 @register
 class Switchover(_PgAction):
-    """Planned promotion with proof of zero data loss (after a clean stop of the primary).
-
-    Example::
-
-        - id: switchover
-          action: postgres.switchover
-          with: {dsn: "${target.pg_dsn}", old_primary_data_dir: "${source.pg_data_dir}", cluster: ledger}
-          after: [fence-current-primary]
-    """
+    """Planned promotion with proof of zero data loss (after a clean stop of the primary)."""
 
     name = "postgres.switchover"
     capability = Capability.DATA_PROMOTE

@@ -1,34 +1,69 @@
 """The action registry: ``<provider>.<verb>`` -> :class:`~dr_engine.actions.base.Action` class.
 
-Action modules register their classes with :func:`register` when imported. The built-in
-modules are listed in :data:`BUILTIN_MODULES` and imported on first use, so that importing
-``dr_engine`` stays cheap; action modules import their SDKs lazily inside providers.
+Action modules register their classes with :func:`register` when imported. The built-in ones are
+found by discovery, not by a hand-kept list: on the first lookup, :func:`load_builtin` walks the
+packages of :data:`ACTION_PACKAGES` with :mod:`pkgutil` and imports every module in them (the
+Patroni way), so a new action is registered by adding its module. Importing ``dr_engine`` stays
+cheap because nothing is walked until a lookup needs the registry, and action modules import
+their SDKs lazily inside providers.
+
+Modules named ``*_drill`` are drill variants (:mod:`dr_engine.drill` discovers them); the action
+walk skips them so that a lookup does not load the drill machinery. Actions defined elsewhere (a
+user's own, or the fakes of :mod:`dr_engine.testing.actions`) register the same way, by importing
+the module that defines them.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import pkgutil
+import threading
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from dr_engine.actions.base import Action
 
-#: Modules whose import registers the built-in actions. Order is the order of `dr actions`.
-BUILTIN_MODULES: tuple[str, ...] = (
-    "dr_engine.actions.control",
-    "dr_engine.actions.shell",
-    "dr_engine.actions.aws_route53", "dr_engine.actions.aws_cloudformation", "dr_engine.actions.aws_rds", "dr_engine.actions.aws_autoscaling", "dr_engine.actions.aws_cloudwatch", "dr_engine.actions.aws_s3", "dr_engine.actions.aws_dynamodb", "dr_engine.actions.aws_secretsmanager",  # noqa: E501
-    "dr_engine.actions.terraform",
-    "dr_engine.actions.postgres",
-    "dr_engine.actions.postgres_failback",
-    "dr_engine.actions.http",
-    "dr_engine.actions.dns",
-)
+#: Packages whose modules define the built-in actions (walked recursively on first lookup).
+ACTION_PACKAGES: tuple[str, ...] = ("dr_engine.actions",)
+#: Module-name suffix of drill variants, which live beside their actions but load with the drill.
+DRILL_SUFFIX = "_drill"
 
 _REGISTRY: dict[str, type[Action[Any]]] = {}
-_loaded = False
+_loaded: tuple[str, ...] | None = None
+# Engine steps run in threads: one walk at a time, so no thread sees a half-filled registry.
+# Re-entrant: a module being imported by the walk may itself look an action up.
+_LOAD_LOCK = threading.RLock()
 
 A = TypeVar("A", bound=type[Action[Any]])
+
+
+def walk_modules(packages: tuple[str, ...], accept: Callable[[str], bool]) -> tuple[str, ...]:
+    """Import every module of ``packages`` (sub-packages included) whose last name ``accept`` takes.
+
+    Returns the imported module names, sorted. Names starting with ``_`` are private and skipped.
+    Sub-packages are imported to be walked (``pkgutil.walk_packages`` needs their ``__path__``).
+    """
+    found: list[str] = []
+    for package in packages:
+        module = importlib.import_module(package)
+        # onerror re-imports to raise: pkgutil would otherwise skip a broken sub-package silently,
+        # and its actions would surface later as 'unknown action' instead of the real error.
+        for info in pkgutil.walk_packages(module.__path__, prefix=package + ".", onerror=_import_or_raise):
+            leaf = info.name.rsplit(".", 1)[-1]
+            if info.ispkg or leaf.startswith("_") or not accept(leaf):
+                continue
+            importlib.import_module(info.name)
+            found.append(info.name)
+    return tuple(sorted(found))
+
+
+def _import_or_raise(name: str) -> None:
+    importlib.import_module(name)
+
+
+def _is_action_module(leaf: str) -> bool:
+    return leaf != "registry" and not leaf.endswith(DRILL_SUFFIX)
 
 
 def register(cls: A) -> A:
@@ -43,14 +78,14 @@ def register(cls: A) -> A:
     return cls
 
 
-def load_builtin() -> None:
-    """Import every built-in action module once."""
+def load_builtin() -> tuple[str, ...]:
+    """Import every built-in action module once; returns the modules found (see :data:`ACTION_PACKAGES`)."""
     global _loaded
-    if _loaded:
-        return
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
-    _loaded = True
+    if _loaded is None:
+        with _LOAD_LOCK:
+            if _loaded is None:
+                _loaded = walk_modules(ACTION_PACKAGES, _is_action_module)
+    return _loaded
 
 
 def all_actions() -> dict[str, type[Action[Any]]]:

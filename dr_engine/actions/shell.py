@@ -89,18 +89,6 @@ class Run(Action[RunParams]):
     Secrets go in through the environment, never the arguments: in ``env`` the variable holds
     the secret; in ``command`` the reference becomes ``$DR_SECRET_<SOURCE|TARGET>_<NAME>`` (expand
     it with ``sh -c``). Records, logs and output show the secret masked.
-
-    Example::
-
-        - id: flush-cache
-          action: shell.run
-          with: {command: [redis-cli, FLUSHALL]}
-
-        - id: rotate-api-key
-          action: shell.run
-          with:
-            command: [sh, -c, 'curl -fsS -u "admin:${target.secrets.api_password}" https://api.internal/rotate']
-            env: {PGPASSWORD: "${target.secrets.pg_password}"}
     """
 
     name = "shell.run"
@@ -137,14 +125,7 @@ class VerifyParams(ActionParams):
 
 @register
 class Verify(Action[VerifyParams]):
-    """Health check by command: healthy once it exits 0 ``consecutive`` times in a row.
-
-    Example::
-
-        - id: app-healthy
-          action: shell.verify
-          with: {command: [curl, -fsS, http://127.0.0.1:8080/healthz], consecutive: 3}
-    """
+    """Health check by command: healthy once it exits 0 ``consecutive`` times in a row."""
 
     name = "shell.verify"
     capability = Capability.HEALTH_VERIFY

@@ -252,14 +252,7 @@ def _string(value: Any) -> str:
 
 @register
 class Plan(Action[PlanParams]):
-    """Plan a stack in the target region (read-only): counts adds/changes/destroys, detects drift.
-
-    Example::
-
-        - id: ledger-drift
-          action: terraform.plan
-          with: {stack: stacks/ledger, vars: {app_address: 127.0.2.1}}
-    """
+    """Plan a stack in the target region (read-only): counts adds/changes/destroys, detects drift."""
 
     name = "terraform.plan"
     capability = Capability.STACK_CHECK
@@ -313,14 +306,7 @@ class Plan(Action[PlanParams]):
 
 @register
 class Apply(Action[StackParams]):
-    """Apply a stack in the target region; idempotent. Terraform outputs become step outputs.
-
-    Example::
-
-        - id: apply-ledger
-          action: terraform.apply
-          with: {stack: stacks/ledger, vars: {app_address: 127.0.2.1}}
-    """
+    """Apply a stack in the target region; idempotent. Terraform outputs become step outputs."""
 
     name = "terraform.apply"
     capability = Capability.STACK_APPLY
@@ -372,14 +358,7 @@ class Apply(Action[StackParams]):
 
 @register
 class CheckState(Action[CheckStateParams]):
-    """Check the target region's state backend: reachable, and not locked (names holder and age).
-
-    Example::
-
-        - id: state-ready
-          action: terraform.check_state
-          with: {stack: stacks/ledger, stale_after: 15m}
-    """
+    """Check the target region's state backend: reachable, and not locked (names holder and age)."""
 
     name = "terraform.check_state"
     capability = Capability.STACK_CHECK

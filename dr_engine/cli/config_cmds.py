@@ -154,7 +154,7 @@ def action_info(name: str) -> dict[str, Any]:
     cls = all_actions()[name]
     doc = inspect.cleandoc(cls.__doc__ or "").replace("``", "`")
     summary = doc.split("\n")[0]
-    description = doc.split("Example::")[0].strip()
+    description = doc.strip()  # the example comes from `cls.example` alone (no docstring copy)
     return {"name": name, "capability": cls.capability.value, "summary": summary, "description": description,
             "params": json_schema(cls.Params), "permissions": list(cls.permissions),
             "safety_critical": cls.safety_critical, "drill_default": cls.drill_default.value,

@@ -1,27 +1,51 @@
-"""Contract of the AWS actions: examples load and validate, permissions are declared, policies are valid."""
+"""Every registered action declares what the planner, `dr actions`, `dr iam-policy` and reviewers rely on.
+
+Driven by the registry: an action is checked because it is registered, never because a list here
+names it. An AWS action is one that subclasses :class:`~dr_engine.actions.aws_base.AwsAction`.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from dr_engine.actions.base import Action
-from dr_engine.actions.registry import all_actions
+from dr_engine.actions.aws_base import AwsAction
+from dr_engine.actions.base import Action, ActionParams, Capability
+from dr_engine.actions.registry import all_actions, load_builtin
 from dr_engine.cli import build_app
-from dr_engine.loader import load_runbook
-from dr_engine.model import Step
+from dr_engine.loader import SECRET_PLACEHOLDER, load_regions, load_runbook
+from dr_engine.model import DrillBehaviour, Step
 from dr_engine.preflight import has_preflight
+from dr_engine.substitution import Reference, find_references, substitute
+from dr_engine.testing.contracts import ActionContract
+from dr_engine.yamlsafe import parse_path, parse_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 ACTIONS = all_actions()
-AWS_MODULE = "dr_engine.actions.aws_"
-AWS = {name: cls for name, cls in ACTIONS.items() if cls.__module__.startswith(AWS_MODULE)}
+AWS = {name: cls for name, cls in ACTIONS.items() if issubclass(cls, AwsAction)}
+#: One IAM action (``service:Operation``), no wildcard: a policy grants exactly what a step needs.
 IAM_ACTION = re.compile(r"^[a-z0-9-]+:[A-Z][A-Za-z0-9]*$")
+
+
+def test_there_are_actions_to_check() -> None:
+    assert {"control.wait", "control.approve", "shell.run", "shell.verify"} <= set(ACTIONS)
+
+
+def test_every_built_in_action_comes_from_a_discovered_module() -> None:
+    # Discovery, not a list: each built-in action's module was found by walking dr_engine.actions.
+    modules = set(load_builtin())
+    built_in = {name: cls.__module__ for name, cls in ACTIONS.items()
+                if cls.__module__.startswith("dr_engine.actions.")}
+    assert built_in and all(module in modules for module in built_in.values()), built_in
+    assert not any(module.endswith("_drill") for module in modules), "drill variants load with the drill"
 
 
 def test_the_aws_actions_are_registered() -> None:
@@ -32,19 +56,73 @@ def test_the_aws_actions_are_registered() -> None:
 
 
 @pytest.mark.parametrize("name", list(ACTIONS))
-def test_every_example_loads_and_validates(name: str) -> None:
+def test_action_declares_its_contract(name: str) -> None:
     cls = ACTIONS[name]
-    step = Step.model_validate(yaml.safe_load(cls.example))
-    assert step.action == name
-    cls.Params.model_validate(step.with_)
+    assert cls.name == name
+    assert re.fullmatch(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*", name)
+    assert isinstance(cls.capability, Capability)
+    assert inspect.isclass(cls.Params) and issubclass(cls.Params, ActionParams), "Params must subclass ActionParams"
+    assert cls.Params.model_config.get("extra") == "forbid", "Params must refuse unknown keys"
+    assert isinstance(cls.permissions, tuple) and all(isinstance(p, str) for p in cls.permissions)
+    assert all(IAM_ACTION.match(p) for p in cls.permissions), cls.permissions
+    assert len(set(cls.permissions)) == len(cls.permissions)
+    assert isinstance(cls.drill_default, DrillBehaviour)
+    assert not inspect.isabstract(cls), f"{name} does not implement run()"
+
+
+@pytest.mark.parametrize("name", list(ACTIONS))
+def test_action_has_a_docstring_and_one_example(name: str) -> None:
+    cls = ACTIONS[name]
+    doc = inspect.getdoc(cls)
+    assert doc, f"{name} needs a docstring (the first line is shown by `dr actions`)"
+    # `example` is the only example: a second copy in the docstring drifts from it.
+    assert "Example::" not in (cls.__doc__ or ""), f"{name}: put the example in `example`, not the docstring"
+    assert isinstance(cls.example, str) and cls.example.strip()
+
+
+def _resolver() -> Any:
+    regions = load_regions(REPO / "regions")
+    source, target = regions["us-east-1"], regions["us-west-2"]
+
+    def resolve(ref: Reference) -> Any:
+        region = source if ref.region == "source" else target
+        if ref.scope == "region" and ref.key in region.params:
+            return region.params[ref.key]
+        if ref.scope == "secret":
+            return SECRET_PLACEHOLDER
+        raise KeyError(ref.text)  # step outputs and run values exist only at run time
+
+    return resolve
+
+
+@pytest.mark.parametrize("name", list(ACTIONS))
+def test_example_loads_as_a_step_and_validates(name: str) -> None:
+    cls: type[Action[Any]] = ACTIONS[name]
+    data, _ = parse_yaml(cls.example, f"{name} example")
+    step = Step.model_validate(data)
+    assert step.action == name, "the example must use the action it documents"
+    resolved = substitute(step.with_, _resolver(), keep_unresolved=True)
+    deferred = {parse_path(path) for path, _ in find_references(resolved)}
+    try:
+        cls.Params.model_validate(resolved)
+    except ValidationError as exc:
+        real = [e for e in exc.errors() if tuple(e["loc"]) not in deferred]
+        assert not real, f"{name} example does not validate against its Params: {real}"
+    # The example is what `dr actions NAME` prints: it must be plain YAML a user can paste.
+    assert yaml.safe_load(cls.example) == data
+
+
+@pytest.mark.parametrize("name", list(ACTIONS))
+def test_params_refuse_unknown_keys(name: str) -> None:
+    cls = ACTIONS[name]
+    with_block = yaml.safe_load(cls.example).get("with") or {}
+    ActionContract(cls, with_block).check_params_refuse_unknown_keys()
 
 
 @pytest.mark.parametrize("name", list(AWS))
 def test_aws_actions_declare_permissions_and_preflight(name: str) -> None:
     cls = AWS[name]
-    assert cls.permissions, f"{name} must list the IAM actions it needs"
-    assert all(IAM_ACTION.match(p) for p in cls.permissions), cls.permissions
-    assert len(set(cls.permissions)) == len(cls.permissions)
+    assert cls.permissions, f"{name} talks to AWS and must list the IAM actions it needs"
     assert has_preflight(cls), f"{name} must define read-only pre-flight checks"
     assert cls.preflight is not Action.preflight
 
