@@ -6,7 +6,7 @@ DR := $(VENV)/bin/dr
 export DO_NOT_TRACK := 1
 export PREFECT_HOME ?= $(CURDIR)/.dr/prefect-home
 
-.PHONY: setup os-packages check lint typecheck test test-fast test-full demo drill-server bench bench-quick clean
+.PHONY: setup os-packages check lint typecheck test test-fast test-full demo drill-server bench bench-quick docs docs-build clean
 
 setup: $(VENV)/.installed
 
@@ -54,6 +54,14 @@ bench: setup os-packages
 
 bench-quick: setup
 	$(PY) bench/run.py --quick
+
+# The documentation site (docs/, mkdocs.yml); the reference pages are generated from the code.
+# `make test` builds it strictly and runs its console examples (tests/repo/test_docs.py).
+docs: setup
+	$(PY) -m mkdocs serve --dev-addr 127.0.0.1:8000
+
+docs-build: setup
+	$(PY) -m mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) .dr .mypy_cache .ruff_cache build *.egg-info

@@ -73,7 +73,7 @@ TOKEN_MAX_BYTES = 64 * 1024
 #: What to do when a second operator cannot reach a run's files.
 SHARE_HINT = ("share the state dir with approvers through a group: `chgrp -R GROUP STATE_DIR && chmod -R g+rX "
               "STATE_DIR && chmod g+s STATE_DIR STATE_DIR/runs`, and start runs with `umask 0027` "
-              "(README, section Approvals)")
+              "(docs/operations/approvals.md)")
 
 
 def recheck_gates(ctx: StepContext) -> list[str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-#: Quiet, fast settings for embedded runs (the README section "Embedded Prefect (default) and a
+#: Quiet, fast settings for embedded runs (docs/concepts/execution.md, "Embedded Prefect (default) and a
 #: Prefect server" says why each one).
 EMBEDDED_SETTINGS: dict[str, str] = {
     "DO_NOT_TRACK": "1",

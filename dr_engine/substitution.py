@@ -1,6 +1,6 @@
 """``${...}`` references in step parameters.
 
-Syntax (documented in the README):
+Syntax (documented in docs/concepts/runbooks-and-regions.md):
 
 - ``${source.KEY}`` / ``${target.KEY}``: a value from the region's ``params``;
 - ``${source.secrets.NAME}`` / ``${target.secrets.NAME}``: a region secret, resolved only at
