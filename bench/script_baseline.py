@@ -35,6 +35,7 @@ def run_once() -> dict[str, Any]:
     from dr_engine.clock import Deadline, SystemClock
     from dr_engine.loader import load_runbook
     from dr_engine.model import RunMode
+    from dr_engine.model.location import RunbookLocation
     from dr_engine.plan import build_plan
     from dr_engine.world import World, WorldConfig
 
@@ -67,7 +68,7 @@ def run_once() -> dict[str, Any]:
                               deadline=Deadline(clock, timeout), clock=clock,
                               log=logging.getLogger(f"bench.script.{step.id}"), state_dir=root / "state",
                               allow_data_loss=False, attempt=1, outputs=outputs, secret_resolver=read_secret,
-                              extras={"repo_root": str(REPO), "run_dir": root / "state"})
+                              runbook_location=RunbookLocation(repo_root=REPO), run_dir=root / "state")
             start = time.perf_counter()
             result = action_cls().run(params, ctx)
             steps[step.id] = round(time.perf_counter() - start, 4)

@@ -1,6 +1,6 @@
 """Approvals: what happens around a human decision (the waiting itself is the gate's job).
 
-The approval gate (``ctx.extras['approval_gate']``, see :class:`dr_engine.actions.control.ApprovalGate`)
+The approval gate (``ctx.approval_gate``, see :class:`dr_engine.actions.control.ApprovalGate`)
 is supplied by the flow: :class:`flows.approval.PrefectApprovalGate` pauses the Prefect flow
 run until ``dr approve RUN_ID --as NAME`` (or the Prefect UI) answers. This module holds the
 parts that do not depend on Prefect:
@@ -37,7 +37,7 @@ import secrets
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +85,8 @@ def recheck_gates(ctx: StepContext) -> list[str]:
     from dr_engine.loader import load_runbook
     from dr_engine.plan import build_plan
 
-    run_dir = ctx.extras.get("run_dir")
-    if not isinstance(run_dir, Path) or not (run_dir / RUN_FILE).is_file():
+    run_dir = ctx.run_dir
+    if run_dir is None or not (run_dir / RUN_FILE).is_file():
         return []
     record = load_record(run_dir)
     plan = build_plan(load_runbook(Path(record.runbook_file),
@@ -95,7 +95,7 @@ def recheck_gates(ctx: StepContext) -> list[str]:
         me = plan.get(ctx.step_id)
     except StopIteration:
         return []
-    emit = ctx.extras.get("emit")
+    emit = ctx.emit
     done: list[str] = []
     for planned in plan.steps:
         if planned.id not in me.ancestors or planned.capability not in GATE_CAPABILITIES:
@@ -105,11 +105,9 @@ def recheck_gates(ctx: StepContext) -> list[str]:
         action_cls = plan.loaded.actions[planned.id]
         bindings = Bindings(ctx.source, ctx.target, plan.loaded.runbook.runbook, ctx.run_id, ctx.mode, ctx.outputs)
         params = bind_params(action_cls.Params, planned.step.with_, bindings, planned.id)
-        check_ctx = StepContext(run_id=ctx.run_id, step_id=planned.id, mode=ctx.mode, source=ctx.source,
-                                target=ctx.target, objectives=ctx.objectives,
-                                deadline=Deadline(ctx.clock, RECHECK_SECONDS), clock=ctx.clock, log=ctx.log,
-                                state_dir=ctx.state_dir, allow_data_loss=ctx.allow_data_loss, outputs=ctx.outputs,
-                                secret_resolver=read_secret, extras=ctx.extras)
+        # The approval step's context for the gate's own step: same run, a fresh deadline and attempt.
+        check_ctx = replace(ctx, step_id=planned.id, deadline=Deadline(ctx.clock, RECHECK_SECONDS), attempt=1,
+                            two_person=None, secret_resolver=read_secret)
         try:
             result = action_cls().run(params, check_ctx)
         except DrError as exc:
@@ -158,7 +156,7 @@ def data_loss_refusal(ctx: StepContext, gate: Any, *, reason: str, already_appro
     if problem is not None:
         return StepError(kind="PreconditionFailed", message=f"--allow-data-loss was not approved: {problem[0]}",
                          hint=problem[1])
-    emit = ctx.extras.get("emit")
+    emit = ctx.emit
     if callable(emit):
         record_data_loss_approval(emit, answer, ctx.two_person, reason)
     return None

@@ -6,6 +6,9 @@ minimum interval ago (``min_interval`` argument, else ``DR_MIN_RUN_INTERVAL`` or
 region's ``min_run_interval``; see :mod:`dr_engine.lock_backends`). A person can always start a
 run by hand; the interval only throttles automation, e.g. a schedule firing again while a
 previous drill was just retried.
+
+The run itself starts like every other: through :func:`dr_engine.run.start_run` (in-process) or
+:func:`flows.failover.launch` (Prefect), which reuse the lock built here.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from dr_engine.loader import load_runbook
-from dr_engine.lock_backends import LockSettings, check_min_interval, lock_for
+from dr_engine.lock_backends import LockSettings, check_min_interval
 from dr_engine.model import RunMode, parse_duration
 from dr_engine.plan import ExecutionPlan, build_plan
-from dr_engine.run import RunOptions
+from dr_engine.run import RunOptions, failover_lock
 from dr_engine.runbooks import resolve_runbook
 
 
@@ -28,11 +31,12 @@ def prepare_automatic_run(runbook: str, *, mode: RunMode, state_dir: Path, regio
     plan = build_plan(load_runbook(resolve_runbook(runbook), regions_dir))
     settings = LockSettings.of(plan.loaded.target)
     interval = parse_duration(min_interval) if min_interval else settings.min_interval
-    lock = lock_for(plan.loaded.target, state_dir, settings=settings)
-    if interval > timedelta(0):
-        check_min_interval(lock, plan.loaded.runbook.lock_key, interval)
     options = RunOptions(mode=mode, state_dir=state_dir, triggered_by=triggered_by,
-                         reason=reason or f"automatic {mode.value}", lock=lock)
+                         reason=reason or f"automatic {mode.value}")
+    # The run's own lock (the engine builds it once), asked about the last run before this one starts.
+    options.lock = failover_lock(plan, options)
+    if interval > timedelta(0):
+        check_min_interval(options.lock, plan.loaded.runbook.lock_key, interval)
     return plan, options
 
 

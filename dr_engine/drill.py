@@ -268,7 +268,7 @@ class DrillSession:
             run_id=self.run_id, step_id=step_id, mode=RunMode.DRILL, source=loaded.source, target=loaded.target,
             objectives=loaded.runbook.objectives, deadline=Deadline(clock, timeout), clock=clock,
             log=logging.getLogger(f"dr_engine.drill.cleanup.{step_id}"), state_dir=self.run_dir.parent.parent,
-            secret_resolver=read_secret, extras={**runbook_location(loaded.path), "run_dir": self.run_dir})
+            secret_resolver=read_secret, runbook_location=runbook_location(loaded.path), run_dir=self.run_dir)
 
     def active(self, resource_id: str) -> DrillResource | None:
         """The resource ``resource_id`` when it was created and not cleaned yet."""

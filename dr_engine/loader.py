@@ -24,6 +24,7 @@ from dr_engine.actions.registry import all_actions, close_matches, lookup
 from dr_engine.errors import ConfigError, Problem, UnknownAction
 from dr_engine.gcpause import gc_paused
 from dr_engine.model import Region, Runbook
+from dr_engine.model.location import RunbookLocation
 from dr_engine.problems import describe_value, validation_problems
 from dr_engine.substitution import Reference, find_references, find_unclosed, parse_reference, substitute
 from dr_engine.yamlsafe import LineMap, PathKey, format_path, line_for, parse_path, read_yaml
@@ -75,14 +76,13 @@ def default_regions_dir(runbook_path: Path | None = None) -> Path:
     return Path("regions")
 
 
-def runbook_location(runbook_path: Path) -> dict[str, str]:
+def runbook_location(runbook_path: Path) -> RunbookLocation:
     """``runbook_path`` (absolute) and ``repo_root`` (the folder above ``runbooks/``) for step contexts.
 
     Actions resolve repository files (Terraform stacks, CloudFormation templates) against
     ``repo_root``, so a run finds them whatever the current directory is.
     """
-    path = runbook_path.resolve()
-    return {"runbook_path": str(path), "repo_root": str(path.parent.parent)}
+    return RunbookLocation.of(runbook_path)
 
 
 def load_regions(directory: Path) -> dict[str, Region]:

@@ -3,7 +3,7 @@
 :class:`RunHooks` keeps these features out of the engine's core loop: the engine asks it
 
 - whether a step is skipped in a drill, and with which parameters it runs (drill copies);
-- before the first step: whether ``--allow-data-loss`` was approved (when the CLI asked for it);
+- before the first step: whether ``--allow-data-loss`` was approved (``RunOptions.require_data_loss_approval``);
 - before each step: whether ``dr cancel`` asked the run to stop;
 - before sealing the run: to clean up drill copies (always, whatever the outcome).
 """
@@ -25,13 +25,6 @@ if TYPE_CHECKING:
     from dr_engine.run import Engine
 
 log = logging.getLogger("dr_engine.operations")
-
-#: RunOptions.extras key: the CLI sets it so that --allow-data-loss must be approved by a person.
-REQUIRE_DATA_LOSS_APPROVAL = "require_data_loss_approval"
-#: ``extras`` key: the name given with ``--approved-by``: a claim, recorded; under the two-person rule it
-#: does not approve ``--allow-data-loss`` by itself (see :meth:`RunHooks.before_steps`).
-DATA_LOSS_APPROVED_BY = "data_loss_approved_by"
-
 
 class RunHooks:
     """The engine's operations hooks for one run."""
@@ -76,7 +69,7 @@ class RunHooks:
         """
         engine = self.engine
         options = engine.options
-        if not (options.allow_data_loss and options.extras.get(REQUIRE_DATA_LOSS_APPROVAL)):
+        if not (options.allow_data_loss and options.require_data_loss_approval):
             return None
         from dr_engine.approval import (
             DATA_LOSS_STEP,
@@ -94,7 +87,7 @@ class RunHooks:
         rule = two_person_rule(engine.record, bool(settings and settings.allow_self_approval),
                                (settings.reason if settings else None) or "")
         approved = data_loss_approved(engine.record)
-        approver = str(options.extras.get(DATA_LOSS_APPROVED_BY) or "").strip()
+        approver = (options.data_loss_approved_by or "").strip()
         # On resume the reason for accepting data loss is the one the run started with.
         reason = options.reason.strip() or engine.record.reason
         if approver and not approved and reason.strip():
@@ -118,10 +111,9 @@ class RunHooks:
                           source=loaded.source, target=loaded.target, objectives=loaded.runbook.objectives,
                           deadline=Deadline(engine.clock, 7 * 24 * 3600.0), clock=engine.clock,
                           log=logging.getLogger("dr_engine.approval"), state_dir=engine.state.root,
-                          allow_data_loss=True, two_person=rule,
-                          extras={**options.extras, "emit": engine.emit, "run_dir": engine.run_dir})
-        return data_loss_refusal(ctx, options.extras.get("approval_gate"), reason=reason,
-                                 already_approved=approved)
+                          allow_data_loss=True, two_person=rule, emit=engine.emit, run_dir=engine.run_dir,
+                          approval_gate=options.approval_gate)
+        return data_loss_refusal(ctx, options.approval_gate, reason=reason, already_approved=approved)
 
     def cancel_requested(self) -> bool:
         """True (once) when ``dr cancel`` asked this run to stop; the request is audited here."""
@@ -148,4 +140,4 @@ class RunHooks:
             log.exception("drill cleanup crashed")
 
 
-__all__ = ["DATA_LOSS_APPROVED_BY", "REQUIRE_DATA_LOSS_APPROVAL", "RunHooks"]
+__all__ = ["RunHooks"]

@@ -54,7 +54,7 @@ def _bound_params(plan: ExecutionPlan, step: PlannedStep) -> ActionParams:
     return bind_params(loaded.actions[step.id].Params, step.step.with_, bindings, step.id)
 
 
-def _check_step(plan: ExecutionPlan, step: PlannedStep, shared: dict[str, Any]) -> list[PreflightCheck]:
+def _check_step(plan: ExecutionPlan, step: PlannedStep, shared: dict[str, PreflightCheck]) -> list[PreflightCheck]:
     loaded = plan.loaded
     action = loaded.actions[step.id]
     if loaded.params.get(step.id) is None:
@@ -68,7 +68,7 @@ def _check_step(plan: ExecutionPlan, step: PlannedStep, shared: dict[str, Any]) 
         run_id="preflight", step_id=step.id, mode=RunMode.FAILOVER, source=loaded.source, target=loaded.target,
         objectives=loaded.runbook.objectives, deadline=Deadline(clock, PREFLIGHT_SECONDS), clock=clock,
         log=logging.getLogger(f"dr_engine.preflight.{step.id}"), state_dir=loaded.path.parent,
-        extras={**shared, "preflight": True, **runbook_location(loaded.path)},
+        preflight=True, runbook_location=runbook_location(loaded.path), identity_checks=shared,
     )
     try:
         checks = list(action().preflight(params, ctx))
@@ -86,7 +86,7 @@ def run_preflight(plan: ExecutionPlan) -> dict[str, list[PreflightCheck]]:
     """Read-only checks per step id (plan order), for steps whose action defines any."""
     steps = [s for s in plan.steps if has_preflight(plan.loaded.actions[s.id])]
     # Shared across steps: e.g. one STS identity check per region instead of one per step.
-    shared: dict[str, Any] = {"aws_identity": {}}
+    shared: dict[str, PreflightCheck] = {}
     with ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="preflight") as pool:
         futures = {s.id: pool.submit(_check_step, plan, s, shared) for s in steps}
         return {step_id: future.result() for step_id, future in futures.items()}

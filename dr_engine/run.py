@@ -13,6 +13,11 @@ On a step failure the run halts: no new step starts, steps already running finis
 record lists what changed. Status: ``halted`` when a safety gate refused (PreconditionFailed,
 FencingFailed: the run stopped on purpose), ``failed`` for any other step error, ``cancelled``
 when interrupted. Every one of them can be resumed (:func:`resume_run`).
+
+The entry points: every run starts with :func:`start_run` and continues with :func:`resume_run`,
+whoever asks (the CLI, the Prefect flow, scheduled and automatic runs). They take the failover
+lock (or reuse the lease :func:`reserve` took earlier), mint the run id, check the runbook and
+region digests and start or resume the run. Callers only adapt (Prefect tasks, live display).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,13 +40,13 @@ from typing import Any
 from dr_engine import audit as ev
 from dr_engine import children
 from dr_engine.actions.base import (
-    STEP_STARTED_BEFORE,
     ActionParams,
     Capability,
     RpoObservation,
     StepContext,
     StepResult,
 )
+from dr_engine.actions.control import ApprovalGate
 from dr_engine.audit import AuditLog, AuditSealed, default_actor, read_events, verify
 from dr_engine.bindings import Bindings, bind_params, read_secret
 from dr_engine.clock import Clock, Deadline, SystemClock, utc_iso
@@ -50,12 +56,13 @@ from dr_engine.identity import OsIdentity
 from dr_engine.interrupts import Interrupts, StepInterrupted, signal_name
 from dr_engine.journal import apply_event, rebuild_record
 from dr_engine.lease_heartbeat import LeaseHeartbeat, start_heartbeat
-from dr_engine.loader import load_runbook, runbook_location
+from dr_engine.loader import load_runbook
 from dr_engine.lock import Lease, Lock
-from dr_engine.lock_backends import lock_for
+from dr_engine.lock_backends import hold_lock, lock_for
 from dr_engine.model import DrillBehaviour, RunMode
+from dr_engine.model.location import RunbookLocation
 from dr_engine.notify import listeners_for
-from dr_engine.operations import REQUIRE_DATA_LOSS_APPROVAL, RunHooks
+from dr_engine.operations import RunHooks
 from dr_engine.plan import ExecutionPlan, PlannedStep, build_plan
 from dr_engine.progress import Progress
 from dr_engine.record import (
@@ -84,7 +91,11 @@ HALTING_ERRORS: tuple[type[StepFailed], ...] = (PreconditionFailed, FencingFaile
 
 @dataclass
 class RunOptions:
-    """How to run a plan. Only ``mode`` and ``state_dir`` matter for most callers."""
+    """How to run a plan. Only ``mode`` and ``state_dir`` matter for most callers.
+
+    Every flag that changes safety is a typed field (no untyped dict of extras), so a reader sees
+    which ones exist and who sets them.
+    """
 
     mode: RunMode = RunMode.FAILOVER
     run_id: str | None = None
@@ -95,8 +106,16 @@ class RunOptions:
     reason: str = ""
     concurrency: int = 4
     clock: Clock = field(default_factory=SystemClock)
-    #: Passed to every StepContext (e.g. ``approval_gate``); the engine adds ``emit`` and ``run_dir``.
-    extras: dict[str, Any] = field(default_factory=dict)
+    #: The two-person rule for ``--allow-data-loss``: before the first step a person other than the
+    #: initiator must approve (the CLI and runs started from plain parameters set it).
+    require_data_loss_approval: bool = False
+    #: The name given with ``--approved-by``: a claim, recorded; under the two-person rule it does not
+    #: approve ``--allow-data-loss`` by itself (see :meth:`dr_engine.operations.RunHooks.before_steps`).
+    data_loss_approved_by: str | None = None
+    #: Asks a person (``control.approve`` steps and the data-loss approval); the Prefect flow supplies one.
+    approval_gate: ApprovalGate | None = None
+    #: Where repository files (stacks, templates) resolve from; None: the folder above ``runbooks/``.
+    repo_root: Path | None = None
     #: The failover lock; None means a FileLock under ``<state-dir>/locks``.
     lock: Lock | None = None
     take_over_lock: bool = False
@@ -174,6 +193,11 @@ def _rpo_data(dataset: str | None, rpo: RpoObservation) -> dict[str, Any]:
             "rows_lost": rpo.rows_lost}
 
 
+def failover_lock(plan: ExecutionPlan, options: RunOptions) -> Lock:
+    """The lock a run of ``plan`` takes: ``options.lock``, else the target region's configured backend."""
+    return options.lock or lock_for(plan.loaded.target, StateDir(options.state_dir).root, clock=options.clock)
+
+
 def _skips_in_drill(planned: PlannedStep, default: DrillBehaviour) -> bool:
     wanted = planned.step.drill
     if wanted is DrillBehaviour.DEFAULT:
@@ -195,7 +219,7 @@ class Engine:
         self._listeners: list[Progress] = [self.progress, *listeners_for(plan.loaded.runbook, plan.loaded.path.parent)]
         self._executor = executor
         # The configured backend (lock file by default; see dr_engine.lock_backends).
-        self._lock_backend: Lock = options.lock or lock_for(plan.loaded.target, self.state.root, clock=self.clock)
+        self._lock_backend: Lock = failover_lock(plan, options)
         self._lease: Lease | None = None
         # Renews the lease while the run holds it, so a long wave cannot outlive the lease TTL.
         self._heartbeat: LeaseHeartbeat | None = None
@@ -375,8 +399,7 @@ class Engine:
             rto_target_seconds=rb.objectives.rto.total_seconds(),
             rpo_target_seconds=rb.objectives.rpo.total_seconds(),
             milestones={RUN_STARTED: started}, allow_data_loss=self.options.allow_data_loss, steps=steps,
-            data_loss_approval_required=bool(self.options.allow_data_loss and
-                                             self.options.extras.get(REQUIRE_DATA_LOSS_APPROVAL)),
+            data_loss_approval_required=self.options.allow_data_loss and self.options.require_data_loss_approval,
             artifacts={"run": self.state.relative(self.run_dir / RUN_FILE),
                        "audit": self.state.relative(self.run_dir / AUDIT_FILE)},
         )
@@ -736,15 +759,16 @@ class Engine:
                  outputs: Any) -> StepContext:
         assert self.record is not None and self.run_dir is not None
         loaded = self.plan.loaded
-        # Where the runbook lives (stacks/templates resolve against it); options may override.
-        extras = {**runbook_location(loaded.path), **self.options.extras, "emit": self.emit, "run_dir": self.run_dir,
-                  STEP_STARTED_BEFORE: planned.id in self._started_before}
         return StepContext(
             run_id=self.record.run_id, step_id=planned.id, mode=self.options.mode, source=loaded.source,
             target=loaded.target, objectives=loaded.runbook.objectives, deadline=deadline, clock=self.clock,
             log=logging.getLogger(f"dr_engine.step.{planned.id}"), state_dir=self.state.root,
             allow_data_loss=self.options.allow_data_loss, attempt=attempt, outputs=outputs,
-            secret_resolver=read_secret, extras=extras,
+            secret_resolver=read_secret, emit=self.emit, run_dir=self.run_dir,
+            started_before=planned.id in self._started_before,
+            # Where the runbook lives (stacks/templates resolve against it); options may move the root.
+            runbook_location=RunbookLocation.of(loaded.path, repo_root=self.options.repo_root),
+            approval_gate=self.options.approval_gate,
         )
 
     def _on_retry(self, slot: _Slot, attempt: int, exc: StepFailed, wait: float) -> None:
@@ -824,12 +848,72 @@ class Engine:
                          hint="`dr resume` continues the run (abandoned steps run again)")
 
 
-# --------------------------------------------------------------------------- public API
+# --------------------------------------------------------------------------- entry points
+
+
+def check_digests(plan: ExecutionPlan, *, expected_sha256: str | None = None,
+                  expected_region_sha256: Mapping[str, str] | None = None) -> None:
+    """Refuse (RunStateError) when the runbook or a region file is not the version that was confirmed.
+
+    A run started from plain parameters (a Prefect flow run) loads the files again: what someone
+    reviewed and confirmed must be what runs. None: nothing was confirmed, nothing to compare.
+    """
+    loaded = plan.loaded
+    if expected_sha256 and loaded.sha256 != expected_sha256:
+        raise RunStateError(f"runbook {loaded.path} changed after it was confirmed",
+                            hint="review the new version and start the failover again")
+    changed = sorted(name for name, sha in (expected_region_sha256 or {}).items()
+                     if loaded.region_sha256.get(name) != sha)
+    if changed:
+        raise RunStateError(f"region file(s) {', '.join(changed)} changed after the run was confirmed",
+                            hint="review the new version and start the failover again")
+
+
+@contextmanager
+def reserve(plan: ExecutionPlan, options: RunOptions) -> Iterator[RunOptions]:
+    """Take the failover lock for a run of ``plan`` now, before anything slow starts (a Prefect server).
+
+    Mints the run id when ``options`` has none. The yielded options carry a lock that hands the
+    held lease to :func:`start_run` / :func:`resume_run`, which reuse it instead of competing with
+    themselves, so a second run fails in a second. The lease is released on exit (a no-op when
+    the run released it), so a run that never started leaves no lease behind.
+    """
+    if options.run_id is None:
+        options.run_id = StateDir.new_run_id(options.clock)
+    lock = failover_lock(plan, options)
+    with hold_lock(lock, plan.loaded.runbook.lock_key, options.run_id, take_over=options.take_over_lock) as held:
+        options.lock = held
+        yield options
+
+
+def options_from_parameters(*, mode: str = "failover", state_dir: str | Path = ".dr", run_id: str | None = None,
+                            incident_start: str | None = None, allow_data_loss: bool = False,
+                            triggered_by: str | None = None, reason: str = "", concurrency: int = 4,
+                            take_over_lock: bool = False) -> RunOptions:
+    """RunOptions of a run started from plain parameters (a deployed flow run, an API call).
+
+    Nobody confirmed such a run at a terminal, so ``allow_data_loss`` is subject to the
+    two-person rule, as it is from the CLI.
+    """
+    from dr_engine.clock import parse_utc
+
+    return RunOptions(mode=RunMode(mode), run_id=run_id, state_dir=Path(state_dir),
+                      incident_start=parse_utc(incident_start) if incident_start else None,
+                      allow_data_loss=allow_data_loss, triggered_by=triggered_by, reason=reason,
+                      concurrency=concurrency, take_over_lock=take_over_lock,
+                      require_data_loss_approval=allow_data_loss)
 
 
 def start_run(plan: ExecutionPlan, options: RunOptions, *, executor: Executor | None = None,
-              progress: Progress | None = None) -> RunRecord:
-    """Run ``plan`` from the start; return the final record (never raises for step failures)."""
+              progress: Progress | None = None, expected_sha256: str | None = None,
+              expected_region_sha256: Mapping[str, str] | None = None) -> RunRecord:
+    """Run ``plan`` from the start; return the final record (never raises for step failures).
+
+    The one way a run starts: checks the digests (:func:`check_digests`), takes the failover
+    lock (or the lease :func:`reserve` holds), mints the run id and runs the plan on
+    ``executor`` (None: threads in this process; the Prefect flow passes one submitting tasks).
+    """
+    check_digests(plan, expected_sha256=expected_sha256, expected_region_sha256=expected_region_sha256)
     return Engine(plan, options, executor=executor, progress=progress).run()
 
 
@@ -899,7 +983,7 @@ def prepare_resume(state_dir: Path, run_id: str, *, force: bool = False) -> Resu
 def resume_options(record: RunRecord, state_dir: Path, *, clock: Clock | None = None,
                    triggered_by: str | None = None, reason: str = "", concurrency: int | None = None,
                    lock: Lock | None = None, take_over_lock: bool = False,
-                   extras: dict[str, Any] | None = None) -> RunOptions:
+                   approval_gate: ApprovalGate | None = None, repo_root: Path | None = None) -> RunOptions:
     """RunOptions that continue ``record`` as it was started.
 
     A run started with ``--allow-data-loss`` under the two-person rule keeps that rule on resume:
@@ -908,21 +992,27 @@ def resume_options(record: RunRecord, state_dir: Path, *, clock: Clock | None = 
     """
     from dr_engine.clock import parse_utc
 
-    carried = dict(extras or {})
-    if record.allow_data_loss and record.data_loss_approval_required is not False:
-        carried[REQUIRE_DATA_LOSS_APPROVAL] = True
+    required = record.allow_data_loss and record.data_loss_approval_required is not False
     return RunOptions(mode=RunMode(record.mode), run_id=record.run_id, state_dir=state_dir,
                       incident_start=parse_utc(record.incident_started_at),
                       allow_data_loss=record.allow_data_loss, triggered_by=triggered_by, reason=reason,
                       concurrency=concurrency or record.concurrency, clock=clock or SystemClock(), lock=lock,
-                      take_over_lock=take_over_lock, extras=carried)
+                      take_over_lock=take_over_lock, require_data_loss_approval=required,
+                      approval_gate=approval_gate, repo_root=repo_root)
 
 
 def resume_run(state_dir: Path, run_id: str, *, force: bool = False, executor: Executor | None = None,
-               progress: Progress | None = None, **option_overrides: Any) -> RunRecord:
-    """Resume ``run_id`` in-process (the CLI uses ``flows.failover.resume_run`` for Prefect)."""
-    point = prepare_resume(state_dir, run_id, force=force)
-    options = resume_options(point.record, state_dir, **option_overrides)
+               progress: Progress | None = None, point: ResumePoint | None = None,
+               options: RunOptions | None = None, **option_overrides: Any) -> RunRecord:
+    """Resume ``run_id``; return the final record (the one way a run continues).
+
+    ``point`` and ``options`` are what :func:`prepare_resume` and :func:`resume_options` return
+    (computed here when not given; ``option_overrides`` go to :func:`resume_options`). The run
+    takes the failover lock (or the lease :func:`reserve` holds), then checks the audit chain
+    and the runbook and region digests again under it before anything runs.
+    """
+    point = point or prepare_resume(state_dir, run_id, force=force)
+    options = options or resume_options(point.record, state_dir, **option_overrides)
     engine = Engine(point.plan, options, executor=executor, progress=progress)
     return engine.resume(point.record, force=force, runbook_changed=point.runbook_changed)
 
@@ -931,8 +1021,12 @@ __all__ = [
     "Engine",
     "ResumePoint",
     "RunOptions",
+    "check_digests",
+    "failover_lock",
     "git_commit",
+    "options_from_parameters",
     "prepare_resume",
+    "reserve",
     "resume_options",
     "resume_run",
     "start_run",

@@ -149,9 +149,8 @@ class PrefectApprovalGate:
         if TaskRunContext.get() is not None:
             raise PreconditionFailed("an approval cannot wait inside a Prefect task",
                                      hint="the flow's executor must run approval steps in the flow itself")
-        emit: Any = ctx.extras.get("emit") or (lambda *a, **k: None)
-        run_dir = ctx.extras.get("run_dir")
-        run_dir = run_dir if isinstance(run_dir, Path) else None
+        emit: Any = ctx.emit or (lambda *a, **k: None)
+        run_dir = ctx.run_dir
         if run_dir is not None:
             open_approvals_dir(run_dir)  # where `dr approve` leaves its answer (proves the approver's uid)
         flow_run_id = flow_ctx.flow_run.id
@@ -220,7 +219,8 @@ class PrefectApprovalGate:
 
 def with_approval_gate(options: RunOptions) -> RunOptions:
     """``options`` with the Prefect approval gate unless the caller supplied a gate."""
-    options.extras.setdefault("approval_gate", PrefectApprovalGate())
+    if options.approval_gate is None:
+        options.approval_gate = PrefectApprovalGate()
     return options
 
 

@@ -1,9 +1,11 @@
 """The failover flow: one Prefect flow run per dr-engine run, one Prefect task per step.
 
-A thin adapter: the engine (:mod:`dr_engine.run`) decides everything; this module only
-submits each step as a Prefect task on a ``ThreadPoolTaskRunner`` (``max_workers`` = the run's
-concurrency), publishes a table and a Markdown artifact, and marks the flow run Failed when the
-run did not succeed. Prefect task retries stay 0: the engine retries within the step deadline.
+A thin adapter: the engine (:mod:`dr_engine.run`) decides everything (the lock, the run id,
+the runbook and region digests, the two-person rule); this module only passes the parameters to
+:func:`dr_engine.run.start_run` / :func:`dr_engine.run.resume_run`, submits each step as a
+Prefect task on a ``ThreadPoolTaskRunner`` (``max_workers`` = the run's concurrency), publishes
+a table and a Markdown artifact, and marks the flow run Failed when the run did not succeed.
+Prefect task retries stay 0: the engine retries within the step deadline.
 
 Call :func:`launch` / :func:`resume_run` (the CLI and ``dr demo`` do). Configure Prefect with
 :func:`dr_engine.prefect_env.configure` *before* importing this module.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,24 +29,29 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from dr_engine.actions.base import Capability
-from dr_engine.clock import parse_utc
 from dr_engine.errors import DrError, RunStateError
 from dr_engine.executors import InlineExecutor, StepHandle
 from dr_engine.interrupts import Interrupts
 from dr_engine.loader import load_runbook
-from dr_engine.lock_backends import hold_lock, lock_for
-from dr_engine.model import RunMode
-from dr_engine.operations import REQUIRE_DATA_LOSS_APPROVAL
 from dr_engine.plan import ExecutionPlan, PlannedStep, build_plan
 from dr_engine.prefect_env import configure
 from dr_engine.progress import Progress
 from dr_engine.record import RunRecord, RunStatus, StepStatus
 from dr_engine.report.publish import artifact_key, artifact_markdown, run_report, write_default_reports
-from dr_engine.run import Engine, ResumePoint, RunOptions, prepare_resume, resume_options
+from dr_engine.run import (
+    ResumePoint,
+    RunOptions,
+    options_from_parameters,
+    prepare_resume,
+    reserve,
+    resume_options,
+    start_run,
+)
+from dr_engine.run import resume_run as resume_engine_run
 from dr_engine.secrets_scrub import scrub_text
 from dr_engine.statedir import StateDir
 from dr_engine.summary import markdown_summary, step_rows
-from flows.approval import with_approval_gate
+from flows.approval import PrefectApprovalGate, with_approval_gate
 from flows.embedded_server import detach
 
 
@@ -96,7 +103,6 @@ class _Launch:
     resume: ResumePoint | None = None
     force: bool = False
     error: BaseException | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 _LAUNCHES: dict[str, _Launch] = {}
@@ -140,6 +146,10 @@ def _final_state(record: RunRecord) -> State[Any]:
     return Failed(message=f"run {record.run_id} {record.status.value}{where}", data=data)
 
 
+def _gated(options: RunOptions | None) -> RunOptions | None:
+    return with_approval_gate(options) if options is not None else None
+
+
 @flow(name="dr-failover", persist_result=False, log_prints=False, validate_parameters=False)
 def failover_flow(
     runbook: str,
@@ -156,36 +166,33 @@ def failover_flow(
     resume: bool = False,
     force: bool = False,
     take_over_lock: bool = False,
+    expected_region_sha256: dict[str, str] | None = None,
 ) -> State[Any]:
-    """Run (or, with ``resume``, continue) a runbook; deployable with plain parameters."""
+    """Run (or, with ``resume``, continue) a runbook; deployable with plain parameters.
+
+    Every decision is the engine's: this passes the parameters (or the in-process objects of a
+    :func:`launch`) through and runs the steps as Prefect tasks.
+    """
     launch_ctx = _LAUNCHES.get(run_id or "") or _Launch()
     try:
         if resume:
             if run_id is None:
                 raise RunStateError("resume needs a run id")
-            point = launch_ctx.resume or prepare_resume(Path(state_dir), run_id, force=force)
-            options = launch_ctx.options or resume_options(point.record, Path(state_dir), triggered_by=triggered_by,
-                                                           reason=reason, concurrency=concurrency,
-                                                           take_over_lock=take_over_lock)
-            engine = Engine(point.plan, with_approval_gate(options), executor=PrefectExecutor(),
-                            progress=launch_ctx.progress)
-            record = engine.resume(point.record, force=force, runbook_changed=point.runbook_changed)
+            record = resume_engine_run(Path(state_dir), run_id, force=force, point=launch_ctx.resume,
+                                       options=_gated(launch_ctx.options), executor=PrefectExecutor(),
+                                       progress=launch_ctx.progress, approval_gate=PrefectApprovalGate(),
+                                       triggered_by=triggered_by, reason=reason, concurrency=concurrency,
+                                       take_over_lock=take_over_lock)
         else:
             plan = launch_ctx.plan or build_plan(load_runbook(Path(runbook),
                                                               Path(regions_dir) if regions_dir else None))
-            if expected_sha256 and plan.loaded.sha256 != expected_sha256:
-                raise RunStateError(f"runbook {runbook} changed after it was confirmed",
-                                    hint="review the new version and start the failover again")
-            options = launch_ctx.options or RunOptions(
-                mode=RunMode(mode), run_id=run_id, state_dir=Path(state_dir),
-                incident_start=parse_utc(incident_start) if incident_start else None,
+            options = launch_ctx.options or options_from_parameters(
+                mode=mode, state_dir=state_dir, run_id=run_id, incident_start=incident_start,
                 allow_data_loss=allow_data_loss, triggered_by=triggered_by, reason=reason,
                 concurrency=concurrency, take_over_lock=take_over_lock)
-            if launch_ctx.options is None and allow_data_loss:
-                # A deployed flow run started with allow_data_loss: the two-person rule still applies.
-                options.extras[REQUIRE_DATA_LOSS_APPROVAL] = True
-            engine = Engine(plan, with_approval_gate(options), executor=PrefectExecutor(), progress=launch_ctx.progress)
-            record = engine.run()
+            record = start_run(plan, with_approval_gate(options), executor=PrefectExecutor(),
+                               progress=launch_ctx.progress, expected_sha256=expected_sha256,
+                               expected_region_sha256=expected_region_sha256)
     except DrError as exc:
         launch_ctx.error = exc
         return Failed(message=scrub_text(str(exc)))  # state messages are stored in Prefect's database
@@ -220,17 +227,16 @@ def launch(plan: ExecutionPlan, options: RunOptions, progress: Progress | None =
     """Run ``plan`` as a Prefect flow run; return the final record (raises DrError before it starts)."""
     configure(options.state_dir)
     detach()
-    if options.run_id is None:
-        options.run_id = StateDir.new_run_id(options.clock)
-    run_id = options.run_id
     loaded = plan.loaded
-    # Take the failover lock before Prefect starts: a second run fails in a second, not after a server boot.
-    lock = options.lock or lock_for(loaded.target, options.state_dir, clock=options.clock)
-    with hold_lock(lock, loaded.runbook.lock_key, run_id, take_over=options.take_over_lock) as options.lock:
-        _call_flow(run_id, _Launch(plan=plan, options=options, progress=progress), options.concurrency,
-                   f"{loaded.runbook.runbook}-{run_id}", runbook=str(loaded.path), state_dir=str(options.state_dir),
-                   mode=options.mode.value, expected_sha256=loaded.sha256, reason=options.reason,
-                   allow_data_loss=options.allow_data_loss, triggered_by=options.triggered_by)
+    # The engine takes the failover lock before Prefect starts: a second run fails in a second, not
+    # after a server boot; the flow's run reuses the lease.
+    with reserve(plan, options) as held:
+        run_id = str(held.run_id)
+        _call_flow(run_id, _Launch(plan=plan, options=held, progress=progress), held.concurrency,
+                   f"{loaded.runbook.runbook}-{run_id}", runbook=str(loaded.path), state_dir=str(held.state_dir),
+                   mode=held.mode.value, expected_sha256=loaded.sha256,
+                   expected_region_sha256=dict(loaded.region_sha256), reason=held.reason,
+                   allow_data_loss=held.allow_data_loss, triggered_by=held.triggered_by)
     return StateDir(options.state_dir).load(run_id)
 
 
@@ -246,10 +252,9 @@ def resume_run(state_dir: Path, run_id: str, *, force: bool = False, progress: P
                              concurrency=concurrency, take_over_lock=take_over_lock, **option_overrides)
     options.interrupts = interrupts
     record = point.record
-    lock = options.lock or lock_for(point.plan.loaded.target, state_dir, clock=options.clock)
-    with hold_lock(lock, point.plan.loaded.runbook.lock_key, record.run_id, take_over=take_over_lock) as options.lock:
-        _call_flow(record.run_id, _Launch(resume=point, options=options, progress=progress, force=force),
-                   options.concurrency, f"{record.runbook}-{record.run_id}-resume{record.resumes + 1}",
+    with reserve(point.plan, options) as held:
+        _call_flow(record.run_id, _Launch(resume=point, options=held, progress=progress, force=force),
+                   held.concurrency, f"{record.runbook}-{record.run_id}-resume{record.resumes + 1}",
                    runbook=record.runbook_file, state_dir=str(state_dir), resume=True, force=force)
     return StateDir(state_dir).load(record.run_id)
 

@@ -72,7 +72,7 @@ def checked(name: str, probe: Callable[[], str]) -> PreflightCheck:
 
 def identity_check(region: Region, ctx: StepContext) -> PreflightCheck:
     """STS GetCallerIdentity in ``region`` (cached per region for one pre-flight pass)."""
-    cache = ctx.extras.setdefault("aws_identity", {})
+    cache = ctx.identity_checks
     if region.name not in cache:
 
         def probe() -> str:

@@ -5,8 +5,8 @@ stack to settle and exposes its outputs as step outputs (``${steps.ID.OutputKey}
 "No updates are to be performed" is success with ``changed=False``. A stack found mid-operation
 (e.g. after a crash of a previous run) is waited for first, so re-running is safe.
 
-Template paths are relative to the repository: the current directory, then
-``ctx.extras['repo_root']``, then the folder above the runbook (``ctx.extras['runbook_path']``).
+Template paths are relative to the repository: the current directory, then the run's repository
+root, then the folder above the runbook (both from ``ctx.runbook_location``).
 Templates are sent inline (``TemplateBody``), which CloudFormation limits to 51,200 bytes.
 """
 
@@ -55,10 +55,7 @@ def template_path(template: str, ctx: StepContext) -> Path:
     path = Path(template)
     candidates = [path] if path.is_absolute() else [Path.cwd() / path]
     if not path.is_absolute():
-        if ctx.extras.get("repo_root"):
-            candidates.append(Path(str(ctx.extras["repo_root"])) / path)
-        if ctx.extras.get("runbook_path"):
-            candidates.append(Path(str(ctx.extras["runbook_path"])).resolve().parent.parent / path)
+        candidates += [base / path for base in ctx.runbook_location.bases()]
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -21,14 +21,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from dr_engine.clock import Clock, Deadline
 from dr_engine.identity import TwoPersonRule
 from dr_engine.model import DrillBehaviour, Objectives, Region, RunMode
+from dr_engine.model.location import RunbookLocation
 from dr_engine.model.outcome import RpoObservation as RpoObservation  # re-exported (moved to model/)
+
+if TYPE_CHECKING:  # the gate protocol names this module's StepContext: typing only, no import circle
+    from dr_engine.actions.control import ApprovalGate
 
 
 class Capability(StrEnum):
@@ -81,9 +85,8 @@ class PreflightCheck:
     detail: str = ""
 
 
-#: ``ctx.extras`` key set by the engine: True when an earlier segment of this run already started
-#: the step (``dr resume`` after it crashed, failed or was interrupted), so its effect may be done.
-STEP_STARTED_BEFORE = "step_started_before"
+#: Callable that appends an event to the run's audit log: ``emit(type, *, actor=None, **data)``.
+AuditEmit = Callable[..., Any]
 
 
 @dataclass
@@ -93,6 +96,9 @@ class StepContext:
     ``deadline`` must bound every I/O call (socket/read timeouts, subprocess ``timeout=``):
     the engine cannot interrupt a thread. ``secret(region, name)`` resolves a region secret at
     run time; its value must never be logged, recorded or put in outputs.
+
+    Every flag that changes what a step may do is a typed field here (never a key in a dict), so
+    a reader sees which ones exist and a type checker sees who sets them.
     """
 
     run_id: str
@@ -111,7 +117,21 @@ class StepContext:
     attempt: int = 1
     outputs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     secret_resolver: Callable[[Region, str], SecretStr] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    #: Appends to the run's audit log (None outside a run: then no override can be honoured).
+    emit: AuditEmit | None = None
+    #: The run's folder under the state dir (None outside a run).
+    run_dir: Path | None = None
+    #: True when an earlier segment of this run already started the step (``dr resume`` after it
+    #: crashed, failed or was interrupted), so its effect may already be done.
+    started_before: bool = False
+    #: Where the runbook lives: repository files (stacks, templates) resolve against it.
+    runbook_location: RunbookLocation = field(default_factory=RunbookLocation)
+    #: Asks a person (``control.approve`` and the ``--allow-data-loss`` approval); None: nobody to ask.
+    approval_gate: ApprovalGate | None = None
+    #: True in ``dr plan``'s read-only pre-flight: no state lock, no files beside the runbook.
+    preflight: bool = False
+    #: AWS credential checks already made, by region name (one pre-flight pass shares one dict).
+    identity_checks: dict[str, PreflightCheck] = field(default_factory=dict)
 
     def secret(self, region: Region, name: str) -> SecretStr:
         """Return the secret ``name`` of ``region`` (raises KeyError when not declared)."""

@@ -53,7 +53,7 @@ class ApproveParams(ActionParams):
 
 @runtime_checkable
 class ApprovalGate(Protocol):
-    """Supplied by the flow/engine in ``ctx.extras['approval_gate']``: waits for a human."""
+    """Supplied by the flow/engine in ``ctx.approval_gate`` (from ``RunOptions.approval_gate``): waits for a human."""
 
     def request(self, ctx: StepContext, params: ApproveParams) -> ApprovalAnswer | tuple[bool, str, str]:
         """Block until decided; return the answer.
@@ -79,7 +79,7 @@ class Approve(Action[ApproveParams]):
 
     def run(self, params: ApproveParams, ctx: StepContext) -> StepResult:
         """Ask the approval gate; a rejection or timeout halts the run."""
-        gate = ctx.extras.get("approval_gate")
+        gate = ctx.approval_gate
         if not isinstance(gate, ApprovalGate):
             raise PreconditionFailed(
                 "this run has no way to ask for approval",

@@ -18,7 +18,6 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr
 
 from dr_engine.actions.base import (
-    STEP_STARTED_BEFORE,
     Action,
     ActionParams,
     Capability,
@@ -367,7 +366,7 @@ class Promote(_PgAction):
         timeline = str(int(state[2], 16))
         already_primary = not changed
         changed, summary = promotion_outcome(changed, attempt=ctx.attempt,
-                                             started_before=bool(ctx.extras.get(STEP_STARTED_BEFORE)))
+                                             started_before=ctx.started_before)
         return StepResult(summary=f"{summary}: timeline {timeline}, LSN {state[1]}", changed=changed,
                           outputs={"lsn": state[1], "timeline": timeline},
                           facts={"lsn": state[1], "timeline": int(timeline), "already_primary": already_primary})

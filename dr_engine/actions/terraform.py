@@ -115,13 +115,10 @@ class _Stack:
 
 
 def resolve_stack_dir(params: StackParams, ctx: StepContext) -> Path:
-    """Resolve ``stack:``: absolute; else against ``extras['workdir']``, the runbook's repo, the cwd."""
+    """Resolve ``stack:``: absolute; else against the runbook's repository root (``ctx.runbook_location``), the cwd."""
     candidates = [Path(params.stack)]
     if not candidates[0].is_absolute():
-        bases = [Path(str(ctx.extras[key])) for key in ("workdir", "repo_root") if ctx.extras.get(key)]
-        if "runbook_path" in ctx.extras:  # runbooks/<name>.yaml -> the repository root
-            bases.append(Path(str(ctx.extras["runbook_path"])).resolve().parent.parent)
-        candidates = [base / params.stack for base in [*bases, Path.cwd()]]
+        candidates = [base / params.stack for base in [*ctx.runbook_location.bases(), Path.cwd()]]
     for path in candidates:
         if path.is_dir() and any(path.glob("*.tf")):
             return path.resolve()
@@ -132,7 +129,7 @@ def resolve_stack_dir(params: StackParams, ctx: StepContext) -> Path:
 
 def _work_root(ctx: StepContext) -> Path:
     """Where terraform's data dirs live: the run's state dir (pre-flight: the default state dir)."""
-    if ctx.extras.get("preflight"):
+    if ctx.preflight:
         from dr_engine.statedir import default_state_dir
 
         # dr plan's contexts point state_dir at the runbook folder, which must stay clean.
@@ -178,7 +175,7 @@ def _open(params: StackParams, ctx: StepContext, *, init: bool = True) -> _Stack
     step = ctx.step_id
     tf = Terraform(
         binary=find_terraform(params.terraform_bin),
-        tf_env=TerraformEnv(root, stack_dir, scope, ("preflight-" if ctx.extras.get("preflight") else "") + step),
+        tf_env=TerraformEnv(root, stack_dir, scope, ("preflight-" if ctx.preflight else "") + step),
         remaining=lambda: min(ctx.deadline.remaining(), budget.remaining()), now=ctx.clock.now, log=ctx.log,
         extra_env=extra_env, local_endpoint=endpoint is not None, redact=Redactor(secrets.values()),
     )
@@ -239,7 +236,7 @@ def _plan(stack: _Stack, ctx: StepContext) -> PlanSummary:
     # Pre-flight plans are read-only: they must not take the state lock (a parallel check_state
     # would report the state as locked, and a real run would have to wait for the check).
     return stack.tf.plan(var_files=files, lock_timeout=lock_wait, out=stack.tf.tf_env.data_dir / "dr.tfplan",
-                         lock=not ctx.extras.get("preflight"))
+                         lock=not ctx.preflight)
 
 
 def _failed_check(name: str, exc: DrError) -> PreflightCheck:

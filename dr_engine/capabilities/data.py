@@ -25,14 +25,13 @@ primary: the primary may have written more since it last reported) must pass ``l
 as unknown rather than 0, so that rule 2 never reads a bound as proof.
 
 This module sits below the evidence and action layers: it imports only the error taxonomy
-and the model, and reaches the audit log through the ``emit`` callable the engine puts in
-the step context's extras.
+and the model, and reaches the audit log through the ``emit`` callable of the step context.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -73,8 +72,8 @@ class GateContext(Protocol):
         ...
 
     @property
-    def extras(self) -> Mapping[str, Any]:
-        """Engine-supplied extras; ``emit`` appends an event to the run's audit log."""
+    def emit(self) -> Callable[..., Any] | None:
+        """Appends an event to the run's audit log (None outside a run)."""
         ...
 
 
@@ -137,7 +136,7 @@ def rpo_gate(observed: RpoObservation | None, objective: timedelta, ctx: GateCon
     on the standby"``), ``limit_name`` what ``objective`` is (``"the RPO"``, ``"max_lag"``);
     ``shown`` replaces :func:`describe_lag` of ``observed`` in messages when the action knows more.
     With ``ctx.allow_data_loss`` an over-or-unknown lag passes and an ``override`` event is
-    appended to the run's audit log through ``ctx.extras["emit"]``.
+    appended to the run's audit log through ``ctx.emit``.
     """
     found = standing(observed, objective)
     limit = objective.total_seconds()
@@ -152,7 +151,7 @@ def rpo_gate(observed: RpoObservation | None, objective: timedelta, ctx: GateCon
         problem = f"{subject} is behind ({shown}), over {limit_name} of {limit:g}s: promoting now would lose data"
     if not ctx.allow_data_loss:
         raise PreconditionFailed(problem, hint=REFUSAL_HINT)
-    emit = ctx.extras.get("emit")
+    emit = ctx.emit
     if not callable(emit):
         # An override must be audited; where there is no audit log, there is no override.
         raise PreconditionFailed(f"{problem}; --allow-data-loss cannot be honoured here because the override "

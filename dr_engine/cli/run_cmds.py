@@ -32,7 +32,6 @@ from dr_engine.interrupts import Interrupts
 from dr_engine.journal import rebuild_record
 from dr_engine.loader import load_runbook
 from dr_engine.model import RunMode
-from dr_engine.operations import DATA_LOSS_APPROVED_BY, REQUIRE_DATA_LOSS_APPROVAL
 from dr_engine.plan import ExecutionPlan, build_plan
 from dr_engine.prefect_env import configure, server_mode
 from dr_engine.record import AUDIT_FILE, RunRecord, RunStatus
@@ -205,11 +204,10 @@ def failover_cmd(
     _confirm(plan, yes)
     options = RunOptions(mode=RunMode.FAILOVER, state_dir=state_dir, incident_start=incident,
                          allow_data_loss=allow_data_loss, reason=reason, concurrency=concurrency,
-                         take_over_lock=take_over_lock, grace_cap=grace)
-    if allow_data_loss:
-        options.extras[REQUIRE_DATA_LOSS_APPROVAL] = True
-        if approved_by:
-            options.extras[DATA_LOSS_APPROVED_BY] = approved_by
+                         take_over_lock=take_over_lock, grace_cap=grace,
+                         # --allow-data-loss from a terminal is subject to the two-person rule.
+                         require_data_loss_approval=allow_data_loss,
+                         data_loss_approved_by=approved_by if allow_data_loss and approved_by else None)
     exit_run(execute_and_render(plan, options))
 
 

@@ -32,7 +32,6 @@ from pydantic import Field
 
 from dr_engine import errors
 from dr_engine.actions.base import (
-    STEP_STARTED_BEFORE,
     Action,
     ActionParams,
     Capability,
@@ -142,7 +141,7 @@ class Fail(Action[FailParams]):
         _sleep(ctx, params.seconds)
         if params.times is not None and calls > params.times:
             return StepResult(summary=f"ok after {params.times} failure(s)",
-                              facts={"started_before": bool(ctx.extras.get(STEP_STARTED_BEFORE))})
+                              facts={"started_before": ctx.started_before})
         if params.kind == "crash":
             raise RuntimeError(params.message)
         cls = getattr(errors, params.kind)

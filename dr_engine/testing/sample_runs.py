@@ -180,9 +180,8 @@ def run_sample(project: Path, state_dir: Path, runbook: str, *, start: datetime,
     plan = build_plan(load_runbook(project / "runbooks" / f"{runbook}.yaml", regions_dir=project / "regions"))
     clock = FakeClock(start)
     incident = start - timedelta(seconds=incident_offset) if incident_offset else None
-    extras = {"approval_gate": ScriptedApprover()}
     return start_run(plan, RunOptions(mode=mode, state_dir=state_dir, clock=clock, concurrency=1, lock=NullLock(),
-                                      seed=7, incident_start=incident, extras=extras, **options))
+                                      seed=7, incident_start=incident, approval_gate=ScriptedApprover(), **options))
 
 
 def make_sample_runs(folder: Path) -> SampleRuns:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from pydantic import SecretStr
 
-from dr_engine.actions.base import StepContext
+from dr_engine.actions.base import AuditEmit, StepContext
 from dr_engine.clock import Clock, Deadline, SystemClock
 from dr_engine.model import Objectives, Region, RunMode
+from dr_engine.model.location import RunbookLocation
 
 
 def step_context(
@@ -29,9 +29,16 @@ def step_context(
     clock: Clock | None = None,
     step_id: str = "step",
     secrets: dict[str, str] | None = None,
-    extras: dict[str, Any] | None = None,
+    emit: AuditEmit | None = None,
+    started_before: bool = False,
+    repo_root: Path | None = None,
+    preflight: bool = False,
 ) -> StepContext:
-    """A context with a real clock and a ``timeout``-second deadline."""
+    """A context with a real clock and a ``timeout``-second deadline.
+
+    ``emit`` stands in for the run's audit log (e.g. ``list.append``); ``repo_root`` is where
+    repository files (stacks, templates) are looked up; ``preflight`` makes it a ``dr plan`` context.
+    """
     clock = clock or SystemClock()
     known = dict(secrets or {})
 
@@ -51,5 +58,8 @@ def step_context(
         state_dir=state_dir,
         allow_data_loss=allow_data_loss,
         secret_resolver=resolve,
-        extras=dict(extras or {}),
+        emit=emit,
+        started_before=started_before,
+        runbook_location=RunbookLocation(repo_root=repo_root),
+        preflight=preflight,
     )

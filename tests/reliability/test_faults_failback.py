@@ -105,7 +105,7 @@ def run_failback_scenario(name: str, tmp_path: Path, expect: kit.Expect, *, step
         world.fail_region(world.config.source)
         over = start_run(build_plan(load_runbook(REPO / "runbooks" / "core-banking.yaml",
                                                  regions_dir=world.regions_dir)),
-                         RunOptions(state_dir=state, reason="region outage", extras={"repo_root": str(REPO)}))
+                         RunOptions(state_dir=state, reason="region outage", repo_root=REPO))
         assert over.status is RunStatus.SUCCEEDED, over.error  # the set-up, not the scenario
         world.restore_region(world.config.source)
 

@@ -190,7 +190,7 @@ def run_scenario(name: str, tmp_path: Path, expect: kit.Expect, *, step: str, fa
         plan = kit.remember_plan(build_plan(load_runbook(runbook, regions_dir=world.regions_dir)))
         state = tmp_path / "state"
         inject = kit.InjectAt(step, lambda: fault(world))
-        options = RunOptions(state_dir=state, triggered_by="reliability", seed=3, extras={"repo_root": str(REPO)})
+        options = RunOptions(state_dir=state, triggered_by="reliability", seed=3, repo_root=REPO)
         record = start_run(plan, options, progress=inject)
         assert inject.fired == 1, f"the fault at {step} never fired"
         statuses = {s.id: s.status.value for s in record.steps}
@@ -204,7 +204,7 @@ def run_scenario(name: str, tmp_path: Path, expect: kit.Expect, *, step: str, fa
             repair(world)
             if timeouts:  # the operator restores the real deadlines and resumes with --force (audited)
                 runbook.write_text((REPO / "runbooks" / "core-banking.yaml").read_text())
-            again = resume_run(state, record.run_id, force=bool(timeouts), extras={"repo_root": str(REPO)})
+            again = resume_run(state, record.run_id, force=bool(timeouts), repo_root=REPO)
             assert again.status is RunStatus.SUCCEEDED, again.error
             assert dns_answer(world) == [world.config.target_addr]
             continue_all(world)

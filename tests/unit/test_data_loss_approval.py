@@ -14,7 +14,6 @@ from dr_engine.audit import read_events
 from dr_engine.cli import build_app
 from dr_engine.identity import ApprovalAnswer, OsIdentity, TwoPersonRule
 from dr_engine.lock import NullLock
-from dr_engine.operations import DATA_LOSS_APPROVED_BY, REQUIRE_DATA_LOSS_APPROVAL
 from dr_engine.record import Override, RunRecord, RunStatus, load_record
 from dr_engine.run import RunOptions, start_run
 from dr_engine.statedir import StateDir
@@ -29,11 +28,10 @@ STEPS = """
 """
 
 
-def _options(state: Path, **extras: object) -> RunOptions:
-    options = RunOptions(state_dir=state, concurrency=1, lock=NullLock(), allow_data_loss=True,
-                         reason="primary region lost; business accepts losing in-flight transfers")
-    options.extras.update({REQUIRE_DATA_LOSS_APPROVAL: True, **extras})
-    return options
+def _options(state: Path, **fields: Any) -> RunOptions:
+    return RunOptions(state_dir=state, concurrency=1, lock=NullLock(), allow_data_loss=True,
+                      reason="primary region lost; business accepts losing in-flight transfers",
+                      require_data_loss_approval=True, **fields)
 
 
 def test_cli_refuses_allow_data_loss_without_a_reason(tmp_path: Path) -> None:
@@ -80,7 +78,7 @@ def _overrides(record: RunRecord, kind: str) -> list[Override]:
 def test_approved_by_is_only_a_claim_under_the_two_person_rule(tmp_path: Path) -> None:
     plan = plan_from_steps(tmp_path, STEPS, name="dl-claimed")
     state = tmp_path / "state"
-    record = start_run(plan, _options(state, **{DATA_LOSS_APPROVED_BY: "bob@risk"}))
+    record = start_run(plan, _options(state, data_loss_approved_by="bob@risk"))
     # A name typed by the initiator approves nothing: no gate to ask a second person, so it halts.
     assert record.status is RunStatus.HALTED
     assert all(step.attempts == 0 for step in record.steps)
@@ -94,8 +92,8 @@ def test_approved_by_is_only_a_claim_under_the_two_person_rule(tmp_path: Path) -
 def test_approved_by_then_waits_for_a_different_os_user(tmp_path: Path) -> None:
     plan = plan_from_steps(tmp_path, STEPS, name="dl-claimed-then-approved")
     gate = AnsweringGate(SOMEONE_ELSE)
-    record = start_run(plan, _options(tmp_path / "state", **{DATA_LOSS_APPROVED_BY: "bob@risk",
-                                                             "approval_gate": gate}))
+    record = start_run(plan, _options(tmp_path / "state", data_loss_approved_by="bob@risk",
+                                                     approval_gate=gate))
     assert record.status is RunStatus.SUCCEEDED
     assert gate.asked and gate.asked[0] is not None and gate.asked[0].initiator == ME
     [approval] = _overrides(record, "allow-data-loss-approved")
@@ -135,7 +133,7 @@ def test_self_approval_allowed_by_the_runbook_is_audited_as_an_override(tmp_path
 def test_approved_by_with_self_approval_allowed_approves_as_the_initiator(tmp_path: Path) -> None:
     plan = plan_from_steps(tmp_path, STEPS, name="dl-self-approved-by", extra=SELF_APPROVAL)
     state = tmp_path / "state"
-    record = start_run(plan, _options(state, **{DATA_LOSS_APPROVED_BY: "alice"}))
+    record = start_run(plan, _options(state, data_loss_approved_by="alice"))
     assert record.status is RunStatus.SUCCEEDED
     [approval] = _overrides(record, "allow-data-loss-approved")
     assert approval.approver == "alice" and approval.identity is not None and approval.identity.user == ME.user
@@ -167,7 +165,7 @@ def test_resume_keeps_the_two_person_rule_for_allow_data_loss(tmp_path: Path) ->
     assert not any(o.kind == "allow-data-loss-approved" for o in again.overrides)
     assert first.data_loss_approval_required is True  # kept in run.started for deployed flows too
     # A resume by the initiator's own OS user is still the initiator: self-approval stays refused.
-    mine = resume_run(state, first.run_id, lock=NullLock(), extras={"approval_gate": AnsweringGate(ME)})
+    mine = resume_run(state, first.run_id, lock=NullLock(), approval_gate=AnsweringGate(ME))
     assert mine.status is RunStatus.HALTED and not _overrides(mine, "allow-data-loss-approved")
 
 

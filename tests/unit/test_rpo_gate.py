@@ -56,8 +56,8 @@ def test_the_rule(observed: RpoObservation | None, objective: timedelta, expecte
 
 
 def _ctx(tmp_path: Path, *, allow: bool = False, log: AuditLog | None = None, rpo: str = "30s") -> StepContext:
-    extras: dict[str, Any] = {"emit": log.append} if log is not None else {}
-    return step_context(state_dir=tmp_path, rpo=rpo, allow_data_loss=allow, step_id="check", extras=extras)
+    return step_context(state_dir=tmp_path, rpo=rpo, allow_data_loss=allow, step_id="check",
+                        emit=log.append if log is not None else None)
 
 
 def test_unknown_lag_is_refused_with_what_to_do(tmp_path: Path) -> None:

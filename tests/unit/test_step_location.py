@@ -13,6 +13,7 @@ from dr_engine.actions.base import Action, ActionParams, Capability, PreflightCh
 from dr_engine.actions.registry import register, unregister
 from dr_engine.loader import runbook_location
 from dr_engine.lock import NullLock
+from dr_engine.model.location import RunbookLocation
 from dr_engine.preflight import run_preflight
 from dr_engine.record import RunStatus
 from dr_engine.run import RunOptions, start_run
@@ -33,12 +34,14 @@ class Where(Action[WhereParams]):
     example = "id: where\naction: test.where\n"
 
     def run(self, params: WhereParams, ctx: StepContext) -> StepResult:
-        """Echo the location extras as outputs."""
-        return StepResult(summary="where", outputs={k: str(ctx.extras.get(k)) for k in ("runbook_path", "repo_root")})
+        """Echo the runbook location as outputs."""
+        where = ctx.runbook_location
+        return StepResult(summary="where", outputs={k: str(getattr(where, k)) for k in ("runbook_path", "repo_root")})
 
     def preflight(self, params: WhereParams, ctx: StepContext) -> list[PreflightCheck]:
-        """Echo the location extras as check details."""
-        return [PreflightCheck(k, True, str(ctx.extras.get(k))) for k in ("runbook_path", "repo_root")]
+        """Echo the runbook location as check details."""
+        where = ctx.runbook_location
+        return [PreflightCheck(k, True, str(getattr(where, k))) for k in ("runbook_path", "repo_root")]
 
 
 @pytest.fixture
@@ -65,8 +68,8 @@ def elsewhere(tmp_path: Path) -> Iterator[Path]:
 
 def test_runbook_location_is_the_folder_above_runbooks(tmp_path: Path) -> None:
     path = tmp_path / "project" / "runbooks" / "app.yaml"
-    assert runbook_location(path) == {"runbook_path": str(path.resolve()),
-                                      "repo_root": str((tmp_path / "project").resolve())}
+    assert runbook_location(path) == RunbookLocation(runbook_path=path.resolve(),
+                                                     repo_root=(tmp_path / "project").resolve())
 
 
 @pytest.mark.usefixtures("where_action")
@@ -84,8 +87,8 @@ def test_every_step_and_preflight_gets_runbook_path_and_repo_root(tmp_path: Path
 
 
 @pytest.mark.usefixtures("where_action")
-def test_run_options_extras_override_the_repo_root(tmp_path: Path) -> None:
+def test_run_options_override_the_repo_root(tmp_path: Path) -> None:
     plan = plan_from_steps(tmp_path / "project", "- id: where\n  action: test.where\n")
     record = start_run(plan, RunOptions(state_dir=tmp_path / "state", clock=FakeClock(), lock=NullLock(),
-                                        extras={"repo_root": "/srv/checkout"}))
+                                        repo_root=Path("/srv/checkout")))
     assert record.step("where").outputs["repo_root"] == "/srv/checkout"

@@ -25,7 +25,7 @@ def _apply(address: str = "127.0.2.1", **extra: Any) -> ApplyParams:
 
 
 def _ctx(aws_context: Ctx) -> StepContext:
-    return aws_context(extras={"repo_root": str(REPO)})
+    return aws_context(repo_root=REPO)
 
 
 def test_apply_creates_the_stack_and_exposes_outputs(moto: Any, aws_context: Ctx, boto: Any) -> None:

@@ -44,7 +44,7 @@ def test_lag_over_the_rpo_refuses_unless_data_loss_is_allowed(world: AwsWorld, a
         CheckReplica().run(params, aws_context(rpo="30s"))
     assert "--allow-data-loss" in (caught.value.hint or "")
     log = AuditLog(tmp_path / "audit.jsonl", "test-run")
-    allowed = CheckReplica().run(params, aws_context(rpo="30s", allow_data_loss=True, extras={"emit": log.append}))
+    allowed = CheckReplica().run(params, aws_context(rpo="30s", allow_data_loss=True, emit=log.append))
     assert allowed.facts["override"] == "allow-data-loss" and allowed.facts["rpo_gate"] == "over"
     assert [e["data"]["kind"] for e in read_events(log.path)] == ["rpo-exceeded"]
 
@@ -60,7 +60,7 @@ def test_unknown_lag_refuses_unless_data_loss_is_allowed_and_then_the_override_i
     # Allowed: it proceeds, and the run's audit log gets an override event saying why.
     log = AuditLog(tmp_path / "audit.jsonl", "test-run")
     allowed = CheckReplica().run(params, aws_context(rpo="30s", allow_data_loss=True, step_id="check-db",
-                                                     extras={"emit": log.append}))
+                                                     emit=log.append))
     assert allowed.facts["rpo_gate"] == "unknown" and allowed.facts["override"] == "allow-data-loss"
     assert allowed.rpo is not None and allowed.rpo.lag_seconds is None
     events = read_events(log.path)

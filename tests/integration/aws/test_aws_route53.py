@@ -108,6 +108,6 @@ def test_throttling_beyond_the_retry_budget_is_transient(world: AwsWorld, aws_co
 
 
 def test_preflight_reads_zone_and_records(world: AwsWorld, aws_context: Ctx) -> None:
-    checks = Shift().preflight(_params(world), aws_context(extras={"aws_identity": {}}))
+    checks = Shift().preflight(_params(world), aws_context())
     assert all(c.ok for c in checks), checks
     assert any("2 A record set(s)" in c.detail for c in checks)

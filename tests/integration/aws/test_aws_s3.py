@@ -65,6 +65,6 @@ def test_slow_down_recovers_and_exhausts(world: AwsWorld, aws_context: Ctx, faul
 
 
 def test_preflight_checks_both_buckets(world: AwsWorld, aws_context: Ctx) -> None:
-    checks = Sync().preflight(_params(world, target_bucket="nope-bucket"), aws_context(extras={"aws_identity": {}}))
+    checks = Sync().preflight(_params(world, target_bucket="nope-bucket"), aws_context())
     assert [c.ok for c in checks] == [True, True, True, False]
     assert "nope-bucket not found in us-west-2" in checks[-1].detail

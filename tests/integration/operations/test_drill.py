@@ -54,7 +54,7 @@ def _drill(world: World, state: Path, runbook: Path = RUNBOOK) -> RunRecord:
     plan = build_plan(load_runbook(runbook, regions_dir=world.regions_dir))
     # A runbook copied out of the repository still finds the repository's stacks.
     return start_run(plan, RunOptions(mode=RunMode.DRILL, state_dir=state, reason="test drill",
-                                      extras={"repo_root": str(RUNBOOK.parents[1])}))
+                                      repo_root=RUNBOOK.parents[1]))
 
 
 def _assert_no_leftovers(world: World, record: RunRecord, state: Path) -> None:

@@ -10,7 +10,6 @@ import pytest
 from pg_pairs import AckedWriter, PairFactory, fail_region
 from pydantic import SecretStr
 
-from dr_engine.actions.base import STEP_STARTED_BEFORE
 from dr_engine.actions.postgres import CheckLag, Fence, Promote, Reconcile, VerifyWritable
 from dr_engine.audit import AuditLog, read_events
 from dr_engine.errors import FencingFailed, PreconditionFailed, VerificationFailed
@@ -76,7 +75,7 @@ def test_sync_failover_under_load_loses_no_acknowledged_row(make_pair: PairFacto
     assert twice.changed is False and twice.outputs["timeline"] == "2"
     # A resumed step (the process died after pg_promote) must still report the promotion.
     resumed = Promote().run(Promote.Params(dsn=pair.dsn(DST), cluster="ledger"),
-                            step_context(state_dir=tmp_path, extras={STEP_STARTED_BEFORE: True}))
+                            step_context(state_dir=tmp_path, started_before=True))
     assert resumed.changed and "earlier attempt" in resumed.summary and resumed.facts["already_primary"]
 
     VerifyWritable().run(VerifyWritable.Params(dsn=pair.dsn(DST), cluster="ledger"), step_context(state_dir=tmp_path))
@@ -107,7 +106,7 @@ def test_async_cut_off_standby_loses_exactly_the_unreplicated_rows(make_pair: Pa
         CheckLag().run(params, step_context(state_dir=tmp_path))
     log = AuditLog(tmp_path / "audit.jsonl", "test-run")
     allowed = CheckLag().run(params, step_context(state_dir=tmp_path, allow_data_loss=True,
-                                                  extras={"emit": log.append}))
+                                                  emit=log.append))
     assert allowed.facts["override"] == "allow-data-loss" and allowed.facts["rpo_gate"] == "over"
     assert [e["data"]["kind"] for e in read_events(log.path) if e["type"] == "override"] == ["rpo-exceeded"]
     assert allowed.rpo is not None and allowed.rpo.lag_seconds is not None and allowed.rpo.lag_seconds > 0
@@ -201,7 +200,7 @@ def test_quorum_standby_is_not_treated_as_synchronous(make_pair: PairFactory, tm
             CheckLag().run(params, step_context(state_dir=tmp_path))
         log = AuditLog(tmp_path / "audit.jsonl", "test-run")
         allowed = CheckLag().run(params, step_context(state_dir=tmp_path, allow_data_loss=True,
-                                                      extras={"emit": log.append}))
+                                                      emit=log.append))
         assert [e["type"] for e in read_events(log.path)] == ["override"]
         assert allowed.facts["sync_state"] == "quorum"
         assert allowed.facts["synchronous"] is False

@@ -18,7 +18,6 @@ from dr_engine.actions.registry import register
 from dr_engine.audit import read_events, verify
 from dr_engine.errors import PreconditionFailed
 from dr_engine.identity import PREFECT_UI_UNAUTHENTICATED, OsIdentity
-from dr_engine.operations import REQUIRE_DATA_LOSS_APPROVAL
 from dr_engine.prefect_env import EMBEDDED_SETTINGS
 from dr_engine.record import RunRecord, RunStatus, StepStatus
 from dr_engine.run import RunOptions
@@ -222,8 +221,8 @@ def test_a_prefect_ui_answer_cannot_approve_data_loss(in_process_prefect: Path, 
 
     plan = plan_from_steps(tmp_path, "- id: healthy\n  action: fake.check_health\n", name="ui-data-loss-app")
     state = tmp_path / "state"
-    options = RunOptions(state_dir=state, allow_data_loss=True, reason="region lost; CRO accepts the loss")
-    options.extras[REQUIRE_DATA_LOSS_APPROVAL] = True
+    options = RunOptions(state_dir=state, allow_data_loss=True, reason="region lost; CRO accepts the loss",
+                         require_data_loss_approval=True)
     result: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: result.update(record=launch(plan, options)), daemon=True)
     thread.start()

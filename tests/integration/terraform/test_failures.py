@@ -97,7 +97,7 @@ def test_a_lock_held_by_another_process_is_reported_then_broken_when_stale(moto_
         # A pre-flight plan is read-only: it neither waits for nor takes the state lock, so it
         # answers while a run holds the lock (and never makes a parallel check see a lock).
         ctx = step_context(state_dir=tmp_path / "state", target=target, timeout=60,
-                           extras={"workdir": str(REPO), "preflight": True})
+                           repo_root=REPO, preflight=True)
         planned = Apply().preflight(apply, ctx)
         assert [c.ok for c in planned] == [True, True], [(c.name, c.detail) for c in planned]
         assert planned[1].detail.startswith("apply would do:")

@@ -28,7 +28,7 @@ def region(endpoint: str, aws_region: str = "us-west-2", addr: str = "127.0.0.1"
 def context(tmp_path: Path, target: Region, *, timeout: float = 120.0, **kwargs: Any) -> StepContext:
     """A step context targeting ``target`` whose state dir is under ``tmp_path``."""
     return step_context(state_dir=tmp_path / "state", target=target, timeout=timeout,
-                        extras={"workdir": str(REPO)}, **kwargs)
+                        repo_root=REPO, **kwargs)
 
 
 def s3(endpoint: str, aws_region: str) -> Any:

@@ -161,7 +161,7 @@ def test_unhealthy_target_halts_before_dns_shift(make_world: WorldFactory, tmp_p
         quick.write_text(head + "  - id: verify-app-target" + tail.replace("timeout: 60s", "timeout: 3s", 1))
         plan = build_plan(load_runbook(quick, regions_dir=world.regions_dir))
         # The copy lives outside the repository: tell the run where the stacks are.
-        record = start_run(plan, RunOptions(state_dir=tmp_path / "state", extras={"repo_root": str(REPO)}))
+        record = start_run(plan, RunOptions(state_dir=tmp_path / "state", repo_root=REPO))
     finally:
         os.kill(app_pid, signal.SIGCONT)
     assert record.status is RunStatus.FAILED

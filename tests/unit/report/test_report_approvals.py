@@ -46,7 +46,7 @@ def test_report_shows_the_name_given_beside_the_os_identity(tmp_path: Path) -> N
     plan = plan_from_steps(tmp_path, STEPS, name="report-approvers")
     state = tmp_path / "state"
     record = start_run(plan, RunOptions(state_dir=state, concurrency=1, lock=NullLock(),
-                                        extras={"approval_gate": TwoAnswers()}))
+                                        approval_gate=TwoAnswers()))
     assert record.status is RunStatus.SUCCEEDED
     report = run_report(StateDir(state).run_dir(record.run_id))
     shown = {a.step_id: (a.by, a.identity, a.authenticated) for a in report.approvals}
