@@ -92,12 +92,10 @@ def test_a_second_signal_abandons_a_blocked_step_at_once_and_resume_reruns_it(tm
     plan = plan_from_steps(tmp_path, STEPS.replace("WAIT", "5s"), name="abandon")
     interrupts = Interrupts(grace_cap=600, write=lambda text: None)
     _signal_later((0.4, signal.SIGTERM), (0.3, signal.SIGTERM))
-    started = time.monotonic()
     with interrupts.installed():
         record = start_run(plan, _options(tmp_path / "state", interrupts))
-    returned_after = time.monotonic() - started
-    assert returned_after < 20, "the engine waited for the blocked step instead of abandoning it"
     assert record.status is RunStatus.CANCELLED
+    # Abandoned, not waited for: had the engine waited, the 5 s wait would have succeeded.
     assert record.step("slow").status is StepStatus.ABANDONED
     assert record.interrupted_by == ["SIGTERM"] and interrupts.exit_code == 143
     audit = StateDir(tmp_path / "state").audit_file(record.run_id)
