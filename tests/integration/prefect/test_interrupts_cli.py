@@ -77,9 +77,18 @@ steps:
 """
 
 
+def _default_signals() -> None:
+    # As a shell starts a foreground command: whoever runs the tests may have started them with
+    # SIGINT ignored (a background job of a non-interactive shell), and `dr` keeps an ignored
+    # SIGINT/SIGHUP ignored, as it should.
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _take_terminal() -> None:
     # In the child, after setsid: the pty on fd 0 becomes the controlling terminal, and dr's
     # process group its foreground group (what a shell does for the command it runs).
+    _default_signals()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
     fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
 
@@ -252,7 +261,7 @@ def test_signals_without_a_terminal(tmp_path: Path, prefect_home_copy: Path, sig
     work, marks = _project(tmp_path, "headless", BLOCKED_RUNBOOK)
     proc = subprocess.Popen([DR, "failover", "headless", "--yes"], cwd=work, env=quiet_env(prefect_home_copy),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_signals)
     try:
         run_dir = _run_dir(work)
         _wait_for_event(run_dir, "step.started", "blocked", proc)
