@@ -283,7 +283,7 @@ def _interrupt(args: list[str], cwd: Path, env: dict[str, str], point: str) -> s
     """Run `dr` with the interrupt hook in its own session (its Ctrl-C reaches only that session)."""
     proc = subprocess.Popen([DR, *args], cwd=cwd, env={**env, "DR_TEST_INTERRUPT_AT": point}, text=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_default_signals)
     try:
         out, err = proc.communicate(timeout=GUARD)
     finally:
@@ -291,6 +291,13 @@ def _interrupt(args: list[str], cwd: Path, env: dict[str, str], point: str) -> s
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(30)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _default_signals() -> None:
+    # As a shell starts a foreground command: the tests may run with SIGINT ignored (a background
+    # job of a non-interactive shell), and `dr` keeps an ignored SIGINT ignored, as it should.
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def _check_stopped(run_dir: Path, step: str, how: str, text: str) -> None:

@@ -58,6 +58,10 @@ def _types(state: Path, run_id: str) -> list[str]:
 @pytest.fixture(autouse=True)
 def _restore_handlers() -> object:
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    # The tests may run with SIGINT ignored (a background job of a non-interactive shell); the
+    # engine keeps an ignored signal ignored, so start from the dispositions of a foreground command.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     yield None
     for sig, handler in saved.items():
         signal.signal(sig, handler)
@@ -92,12 +96,10 @@ def test_a_second_signal_abandons_a_blocked_step_at_once_and_resume_reruns_it(tm
     plan = plan_from_steps(tmp_path, STEPS.replace("WAIT", "5s"), name="abandon")
     interrupts = Interrupts(grace_cap=600, write=lambda text: None)
     _signal_later((0.4, signal.SIGTERM), (0.3, signal.SIGTERM))
-    started = time.monotonic()
     with interrupts.installed():
         record = start_run(plan, _options(tmp_path / "state", interrupts))
-    returned_after = time.monotonic() - started
-    assert returned_after < 20, "the engine waited for the blocked step instead of abandoning it"
     assert record.status is RunStatus.CANCELLED
+    # Abandoned, not waited for: had the engine waited, the 5 s wait would have succeeded.
     assert record.step("slow").status is StepStatus.ABANDONED
     assert record.interrupted_by == ["SIGTERM"] and interrupts.exit_code == 143
     audit = StateDir(tmp_path / "state").audit_file(record.run_id)
@@ -122,6 +124,16 @@ def test_the_grace_ends_with_the_steps_abandoned(tmp_path: Path) -> None:
     assert record.step("slow").error is not None and "grace" in record.step("slow").error.message
     assert interrupts.exit_code == 129
     assert verify(StateDir(tmp_path / "state").audit_file(record.run_id)).ok
+
+
+def test_an_ignored_sigint_stays_ignored(tmp_path: Path) -> None:
+    # nohup / a background job: whoever started the process asked for SIGINT to be ignored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    plan = plan_from_steps(tmp_path, STEPS.replace("WAIT", "600ms"), name="ignored")
+    _signal_later((0.2, signal.SIGINT))
+    record = start_run(plan, RunOptions(state_dir=tmp_path / "state", lock=NullLock(), concurrency=2))
+    assert record.status is RunStatus.SUCCEEDED and record.interrupted_by == []
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
 
 
 def test_the_engine_handles_signals_itself_when_nobody_installed_a_handler(tmp_path: Path) -> None:
