@@ -24,6 +24,7 @@ fake.hook                   exec.run          writes ``reached`` file, waits for
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,7 @@ class FailParams(ActionParams):
     message: str = "simulated failure"
     seconds: float = 0.0
     times: int | None = Field(default=None, description="Fail only the first N calls in this process")
+    after_file: str | None = Field(default=None, description="Fail only once this file exists (real time)")
 
 
 @register
@@ -139,6 +141,9 @@ class Fail(Action[FailParams]):
         """Fail (always, or for the first ``times`` calls of this step in this process)."""
         calls = _count(ctx)
         _sleep(ctx, params.seconds)
+        while params.after_file is not None and not Path(params.after_file).exists():
+            ctx.deadline.check(f"waiting for {params.after_file}")
+            time.sleep(0.01)
         if params.times is not None and calls > params.times:
             return StepResult(summary=f"ok after {params.times} failure(s)",
                               facts={"started_before": ctx.started_before})

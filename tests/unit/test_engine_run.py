@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -240,21 +241,38 @@ def test_a_safety_gate_halts_the_run_and_reports_what_changed(tmp_path: Path) ->
 
 
 def test_halting_stops_new_steps_but_lets_running_ones_finish(tmp_path: Path) -> None:
-    # Real threads and time: the failing step and a 0.3 s step start together in wave 1.
+    # Real threads and time: `boom` fails once `busy` is running, and `busy` ends only after that.
+    import threading
+
+    from dr_engine.audit import read_events
     from dr_engine.clock import SystemClock
 
-    plan = plan_from_steps(tmp_path, """
+    reached, release = tmp_path / "busy.reached", tmp_path / "busy.release"
+    plan = plan_from_steps(tmp_path, f"""
 - id: boom
   action: fake.fail
-  with: {kind: ProviderError}
+  with: {{kind: ProviderError, after_file: "{reached}"}}
 - id: busy
-  action: fake.noop
-  with: {seconds: 0.3}
+  action: fake.hook
+  with: {{reached: "{reached}", release: "{release}"}}
+  timeout: 1m
 - id: later
   action: fake.check_health
   after: [boom, busy]
 """)
-    opts = RunOptions(state_dir=tmp_path / "state", clock=SystemClock(), concurrency=2, lock=NullLock())
+    state = tmp_path / "state"
+
+    def release_after_boom_failed() -> None:
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            logs = list(state.glob("runs/*/audit.jsonl"))
+            if logs and any(e["type"] == "step.failed" for e in read_events(logs[0])):
+                break
+            time.sleep(0.01)
+        release.touch()
+
+    threading.Thread(target=release_after_boom_failed, daemon=True).start()
+    opts = RunOptions(state_dir=state, clock=SystemClock(), concurrency=2, lock=NullLock())
     executor = ThreadExecutor(2)
     try:
         record = start_run(plan, opts, executor=executor)
