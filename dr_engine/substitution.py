@@ -60,18 +60,23 @@ def parse_reference(text: str) -> Reference | None:
     return Reference(text, "run", key=text.strip())
 
 
-def find_references(value: Any, path: str = "") -> list[tuple[str, str]]:
-    """Every ``(field_path, reference_text)`` in a nested params value."""
+def _find(pattern: re.Pattern[str], group: int, value: Any, path: str) -> list[tuple[str, str]]:
+    """Every ``(field_path, match group)`` of ``pattern`` in the strings of a nested params value."""
     found: list[tuple[str, str]] = []
     if isinstance(value, str):
-        found.extend((path, m.group(1)) for m in REFERENCE.finditer(value))
+        found.extend((path, m.group(group)) for m in pattern.finditer(value))
     elif isinstance(value, dict):
         for key, item in value.items():
-            found.extend(find_references(item, f"{path}.{key}" if path else str(key)))
+            found.extend(_find(pattern, group, item, f"{path}.{key}" if path else str(key)))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            found.extend(find_references(item, f"{path}[{index}]"))
+            found.extend(_find(pattern, group, item, f"{path}[{index}]"))
     return found
+
+
+def find_references(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """Every ``(field_path, reference_text)`` in a nested params value."""
+    return _find(REFERENCE, 1, value, path)
 
 
 Resolver = Callable[[Reference], Any]
@@ -88,16 +93,7 @@ def find_unclosed(value: Any, path: str = "") -> list[tuple[str, str]]:
     ``"${target.addr"`` would otherwise be passed on as literal text: a typo nobody sees until
     a command receives it at failover time.
     """
-    found: list[tuple[str, str]] = []
-    if isinstance(value, str):
-        found.extend((path, m.group(0)) for m in UNCLOSED.finditer(value))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            found.extend(find_unclosed(item, f"{path}.{key}" if path else str(key)))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found.extend(find_unclosed(item, f"{path}[{index}]"))
-    return found
+    return _find(UNCLOSED, 0, value, path)
 
 
 def secret_env_name(ref: Reference) -> str:
