@@ -26,6 +26,9 @@ class Progress:
     def step_finished(self, record: RunRecord, step: StepRecord) -> None:
         """``step`` succeeded, failed or was skipped (see ``step.status``)."""
 
+    def run_interrupted(self, record: RunRecord) -> None:
+        """A stop signal arrived: no new step starts; running ones finish within the grace."""
+
     def run_finished(self, record: RunRecord) -> None:
         """The run stopped; ``record.status`` says how."""
 
@@ -52,6 +55,10 @@ class RecordingProgress(Progress):
     def step_finished(self, record: RunRecord, step: StepRecord) -> None:
         """Record it."""
         self.events.append((f"step_{step.status.value}", step.id))
+
+    def run_interrupted(self, record: RunRecord) -> None:
+        """Record it."""
+        self.events.append(("run_interrupted", None))
 
     def run_finished(self, record: RunRecord) -> None:
         """Record it."""

@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from dr_engine import children
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -48,14 +50,13 @@ class _DetachedSubprocess:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
 
-    def Popen(self, *args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
-        """``subprocess.Popen`` with ``start_new_session=True`` (and parent-death SIGTERM)."""
-        kwargs.setdefault("start_new_session", True)
+    def Popen(self, args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
+        """:func:`dr_engine.children.spawn` (a new session; parent-death SIGTERM from the main thread)."""
+        kwargs.pop("start_new_session", None)
         # The parent-death signal fires when the forking *thread* ends: only safe from the main one.
         if _PRCTL is not None and threading.current_thread() is threading.main_thread():
             kwargs.setdefault("preexec_fn", _die_with_parent)
-        process: subprocess.Popen[Any] = self._real.Popen(*args, **kwargs)
-        return process
+        return children.spawn([args] if isinstance(args, str) else args, **kwargs)
 
 
 def detach() -> None:

@@ -84,9 +84,9 @@ class SubprocessRunner:
     ) -> CommandResult:
         """Run the command; on timeout interrupt then kill its whole process group."""
         started = time.monotonic()
-        proc = subprocess.Popen(  # argv list built by us, no shell
-            list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        proc: subprocess.Popen[bytes] = children.spawn(  # argv list built by us, no shell
+            argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         # Tracked: an abandoned run SIGINTs it, and terraform then releases its state lock.
         with children.tracked(proc):

@@ -19,6 +19,7 @@ from dr_engine.audit import read_events, verify
 from dr_engine.executors import ThreadExecutor
 from dr_engine.interrupts import Interrupts
 from dr_engine.lock import NullLock
+from dr_engine.progress import Progress, RecordingProgress
 from dr_engine.record import RunStatus, StepStatus
 from dr_engine.report.publish import run_report
 from dr_engine.run import RunOptions, resume_run, start_run
@@ -72,9 +73,12 @@ def test_a_step_that_ends_within_the_grace_is_recorded_before_the_seal(tmp_path:
     said: list[str] = []
     interrupts = Interrupts(grace_cap=60, write=said.append)
     _signal_later((0.4, signal.SIGINT))
+    progress = RecordingProgress()
     with interrupts.installed():
-        record = start_run(plan, _options(tmp_path / "state", interrupts))
+        record = start_run(plan, _options(tmp_path / "state", interrupts), progress=progress)
     assert record.status is RunStatus.CANCELLED
+    # Listeners hear of the interruption before the step that finished within the grace.
+    assert progress.events.index(("run_interrupted", None)) < progress.events.index(("step_succeeded", "slow"))
     assert record.step("slow").status is StepStatus.SUCCEEDED
     assert record.step("after-slow").status is StepStatus.PENDING  # no new step started
     assert record.interrupted_by == ["SIGINT"]
@@ -143,3 +147,14 @@ def test_the_engine_handles_signals_itself_when_nobody_installed_a_handler(tmp_p
     record = start_run(plan, RunOptions(state_dir=tmp_path / "state", lock=NullLock(), concurrency=2, grace_cap=30))
     assert record.status is RunStatus.CANCELLED and record.step("slow").status is StepStatus.SUCCEEDED
     assert signal.getsignal(signal.SIGINT) is before  # put back after the run
+
+
+def test_every_notification_the_engine_sends_is_a_progress_method() -> None:
+    # A listener lacking one is logged as failing at the worst moment (a Ctrl-C at 3 a.m.).
+    import re
+
+    import dr_engine.run
+    source = Path(dr_engine.run.__file__).read_text()
+    names = set(re.findall(r'_notify\("([a-z_]+)"', source))
+    assert "run_interrupted" in names and "run_finished" in names
+    assert {name for name in names if not callable(getattr(Progress, name, None))} == set()
