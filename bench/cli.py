@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "cli.json"
 sys.path.insert(0, str(ROOT))
 
-from dr_engine.prefect_env import EMBEDDED_SETTINGS  # noqa: E402
+from dr_engine.flows.settings import EMBEDDED_SETTINGS  # noqa: E402
 
 RUNBOOK = """runbook: first-step
 source: us-east-1

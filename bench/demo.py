@@ -87,12 +87,12 @@ def split(record: Any) -> dict[str, Any]:
 
 def run_once(state_dir: Path) -> dict[str, Any]:
     """One demo failover; returns its split."""
-    from dr_engine.prefect_env import configure
+    from dr_engine.flows.settings import configure
 
     configure(state_dir, quiet_console=True)
+    from dr_engine.flows.failover import launch
+    from dr_engine.flows.warmup import warm_up
     from dr_engine.world.demo import DemoSettings, run_demo
-    from flows.failover import launch
-    from flows.warmup import warm_up
 
     root = Path(tempfile.mkdtemp(prefix="dr-bench-demo-"))
     root.chmod(0o755)

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "engine.json"
 sys.path.insert(0, str(ROOT))
 
-from dr_engine.prefect_env import configure  # noqa: E402 - must run before Prefect is imported
+from dr_engine.flows.settings import configure  # noqa: E402 - must run before Prefect is imported
 
 
 def _chain(count: int) -> str:
@@ -50,10 +50,10 @@ def _overhead(record: Any, wall: float) -> float:
 
 def _engine_figures(folder: Path, steps: int, fan: int, quick: bool) -> dict[str, Any]:
     import dr_engine.testing.actions  # noqa: F401 - registers the fake actions
-    from dr_engine.lock import NullLock
-    from dr_engine.run import RunOptions, start_run
+    from dr_engine.engine.run import RunOptions, start_run
+    from dr_engine.flows.failover import launch
+    from dr_engine.lock.base import NullLock
     from dr_engine.testing.runbooks import plan_from_steps
-    from flows.failover import launch
 
     chain = plan_from_steps(folder / "chain", _chain(steps - 1), name="bench-chain")
     fan_plan = plan_from_steps(folder / "fan", _fan(fan, 0.2), name="bench-fan")

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "interrupt.json"
 sys.path.insert(0, str(ROOT))
 
-from dr_engine.prefect_env import EMBEDDED_SETTINGS  # noqa: E402
+from dr_engine.flows.settings import EMBEDDED_SETTINGS  # noqa: E402
 
 RUNBOOK = """runbook: blocked
 source: us-east-1

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "parallel.json"
 sys.path.insert(0, str(ROOT))
 
-from dr_engine.prefect_env import configure  # noqa: E402 - must run before Prefect is imported
+from dr_engine.flows.settings import configure  # noqa: E402 - must run before Prefect is imported
 
 CONCURRENCY = 10
 STEP_S = 0.2
@@ -34,9 +34,9 @@ def _fan(count: int) -> str:
 
 def _engine(folder: Path, count: int) -> dict[str, Any]:
     import dr_engine.testing.actions  # noqa: F401 - registers the fake actions
-    from dr_engine.run import RunOptions
+    from dr_engine.engine.run import RunOptions
+    from dr_engine.flows.failover import launch
     from dr_engine.testing.runbooks import plan_from_steps
-    from flows.failover import launch
 
     plan = plan_from_steps(folder / f"fan{count}", _fan(count), name=f"bench-fan-{count}")
     start = time.perf_counter()

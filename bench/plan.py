@@ -23,8 +23,8 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from dr_engine.loader import load_runbook
-from dr_engine.plan import build_plan
+from dr_engine.config.loader import load_runbook
+from dr_engine.planning.plan import build_plan
 
 OUT = Path(__file__).resolve().parent / "out" / "plan.json"
 DR = Path(sys.executable).with_name("dr")

@@ -31,12 +31,12 @@ sys.path.insert(0, str(REPO))
 def run_once() -> dict[str, Any]:
     """One scripted failover on a fresh world; returns its timings."""
     from dr_engine.actions.base import StepContext
-    from dr_engine.bindings import Bindings, bind_params, read_secret
     from dr_engine.clock import Deadline, SystemClock
-    from dr_engine.loader import load_runbook
+    from dr_engine.config.bindings import Bindings, bind_params, read_secret
+    from dr_engine.config.loader import load_runbook
     from dr_engine.model import RunMode
     from dr_engine.model.location import RunbookLocation
-    from dr_engine.plan import build_plan
+    from dr_engine.planning.plan import build_plan
     from dr_engine.world import World, WorldConfig
 
     root = Path(tempfile.mkdtemp(prefix="dr-bench-script-"))

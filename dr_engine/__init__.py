@@ -25,25 +25,25 @@ __version__ = "0.1.0"
 #: Public name -> the module that defines it. Kept next to ``__all__`` (a test checks they agree).
 _EXPORTS: dict[str, str] = {
     # load and plan
-    "LoadedRunbook": "dr_engine.loader",
-    "load_runbook": "dr_engine.loader",
-    "resolve_runbook": "dr_engine.runbooks",
-    "ExecutionPlan": "dr_engine.plan",
-    "build_plan": "dr_engine.plan",
+    "LoadedRunbook": "dr_engine.config.loader",
+    "load_runbook": "dr_engine.config.loader",
+    "resolve_runbook": "dr_engine.config.runbooks",
+    "ExecutionPlan": "dr_engine.planning.plan",
+    "build_plan": "dr_engine.planning.plan",
     # run
     "RunMode": "dr_engine.model",
-    "RunOptions": "dr_engine.run",
-    "start_run": "dr_engine.run",
-    "resume_run": "dr_engine.run",
-    "StateDir": "dr_engine.statedir",
-    "Lock": "dr_engine.lock",
-    "FileLock": "dr_engine.lock",
-    "NullLock": "dr_engine.lock",
+    "RunOptions": "dr_engine.engine.run",
+    "start_run": "dr_engine.engine.run",
+    "resume_run": "dr_engine.engine.run",
+    "StateDir": "dr_engine.evidence.statedir",
+    "Lock": "dr_engine.lock.base",
+    "FileLock": "dr_engine.lock.base",
+    "NullLock": "dr_engine.lock.base",
     # what happened
-    "RunRecord": "dr_engine.record",
-    "RunStatus": "dr_engine.record",
-    "StepStatus": "dr_engine.record",
-    "load_record": "dr_engine.record",
+    "RunRecord": "dr_engine.evidence.record",
+    "RunStatus": "dr_engine.evidence.record",
+    "StepStatus": "dr_engine.evidence.record",
+    "load_record": "dr_engine.evidence.record",
     # errors
     "DrError": "dr_engine.errors",
     "ConfigError": "dr_engine.errors",
@@ -94,6 +94,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at runtime __getattr__ imports on demand
+    from dr_engine.config.loader import LoadedRunbook, load_runbook
+    from dr_engine.config.runbooks import resolve_runbook
+    from dr_engine.engine.run import RunOptions, resume_run, start_run
     from dr_engine.errors import (
         ConfigError,
         DrError,
@@ -109,14 +112,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at runtime __getattr__ imp
         UnknownAction,
         VerificationFailed,
     )
-    from dr_engine.loader import LoadedRunbook, load_runbook
-    from dr_engine.lock import FileLock, Lock, NullLock
+    from dr_engine.evidence.record import RunRecord, RunStatus, StepStatus, load_record
+    from dr_engine.evidence.statedir import StateDir
+    from dr_engine.lock.base import FileLock, Lock, NullLock
     from dr_engine.model import RunMode
-    from dr_engine.plan import ExecutionPlan, build_plan
-    from dr_engine.record import RunRecord, RunStatus, StepStatus, load_record
-    from dr_engine.run import RunOptions, resume_run, start_run
-    from dr_engine.runbooks import resolve_runbook
-    from dr_engine.statedir import StateDir
+    from dr_engine.planning.plan import ExecutionPlan, build_plan
 
 
 def __getattr__(name: str) -> Any:

@@ -19,46 +19,49 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from dr_engine.capabilities import Capability as Capability  # re-exported: actions declare one
 from dr_engine.clock import Clock, Deadline
-from dr_engine.identity import TwoPersonRule
+from dr_engine.evidence.identity import ApprovalAnswer, TwoPersonRule
 from dr_engine.model import DrillBehaviour, Objectives, Region, RunMode
 from dr_engine.model.location import RunbookLocation
 from dr_engine.model.outcome import RpoObservation as RpoObservation  # re-exported (moved to model/)
-
-if TYPE_CHECKING:  # the gate protocol names this module's StepContext: typing only, no import circle
-    from dr_engine.actions.control import ApprovalGate
-
-
-class Capability(StrEnum):
-    """What an action does; the planner's safety invariants are written against these."""
-
-    DATA_CHECK = "data.check"
-    DATA_FENCE = "data.fence"
-    DATA_PROMOTE = "data.promote"
-    DATA_VERIFY = "data.verify"
-    DATA_SYNC = "data.sync"
-    DATA_RECONCILE = "data.reconcile"
-    STACK_CHECK = "stack.check"
-    STACK_APPLY = "stack.apply"
-    CAPACITY_SCALE = "capacity.scale"
-    TRAFFIC_SHIFT = "traffic.shift"
-    TRAFFIC_VERIFY = "traffic.verify"
-    HEALTH_VERIFY = "health.verify"
-    CONTROL_APPROVE = "control.approve"
-    CONTROL_WAIT = "control.wait"
-    EXEC_RUN = "exec.run"
+from dr_engine.model.units import Duration
 
 
 class ActionParams(BaseModel):
     """Base for every action's ``Params``: strict keys, immutable, numbers not coerced from bool."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApproveParams(ActionParams):
+    """Parameters of ``control.approve``."""
+
+    prompt: str = Field(description="What the approver is asked to confirm")
+    timeout: Duration = Field(default=timedelta(minutes=30), description="How long to wait")
+    on_timeout: Literal["reject", "approve"] = Field(
+        default="reject", description="Outcome when nobody answers in time (reject is safe)"
+    )
+    approvers: list[str] = Field(default_factory=list, description="Who may approve (empty: anyone)")
+
+
+@runtime_checkable
+class ApprovalGate(Protocol):
+    """Supplied by the flow/engine in ``ctx.approval_gate`` (from ``RunOptions.approval_gate``): waits for a human."""
+
+    def request(self, ctx: StepContext, params: ApproveParams) -> ApprovalAnswer | tuple[bool, str, str]:
+        """Block until decided; return the answer.
+
+        A plain ``(approved, approver, comment)`` tuple proves nothing about who answered
+        (:func:`dr_engine.evidence.identity.as_answer`); it cannot satisfy the two-person rule.
+        """
+        ...
 
 
 @dataclass
@@ -112,7 +115,7 @@ class StepContext:
     log: logging.Logger
     state_dir: Path
     allow_data_loss: bool = False
-    #: Set on the ``--allow-data-loss`` approval only: who may approve it (see dr_engine.identity).
+    #: Set on the ``--allow-data-loss`` approval only: who may approve it (see dr_engine.evidence.identity).
     two_person: TwoPersonRule | None = None
     attempt: int = 1
     outputs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)

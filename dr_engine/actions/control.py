@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Literal, Protocol, runtime_checkable
-
 from pydantic import Field
 
-from dr_engine.actions.base import Action, ActionParams, Capability, StepContext, StepResult
+from dr_engine.actions.base import Action, ActionParams, StepContext, StepResult
+from dr_engine.actions.base import ApprovalGate as ApprovalGate  # re-exported: where gates look for it
+from dr_engine.actions.base import ApproveParams as ApproveParams  # re-exported: the action's Params
 from dr_engine.actions.registry import register
+from dr_engine.capabilities import Capability
 from dr_engine.errors import PreconditionFailed
-from dr_engine.identity import ApprovalAnswer, as_answer
+from dr_engine.evidence.identity import as_answer
 from dr_engine.model import DrillBehaviour
 from dr_engine.model.units import Duration
 
@@ -38,30 +38,6 @@ class Wait(Action[WaitParams]):
         ctx.clock.sleep(min(wanted, ctx.deadline.remaining()))
         ctx.deadline.check(f"waiting {wanted:g}s")
         return StepResult(summary=f"waited {wanted:g}s", changed=False)
-
-
-class ApproveParams(ActionParams):
-    """Parameters of ``control.approve``."""
-
-    prompt: str = Field(description="What the approver is asked to confirm")
-    timeout: Duration = Field(default=timedelta(minutes=30), description="How long to wait")
-    on_timeout: Literal["reject", "approve"] = Field(
-        default="reject", description="Outcome when nobody answers in time (reject is safe)"
-    )
-    approvers: list[str] = Field(default_factory=list, description="Who may approve (empty: anyone)")
-
-
-@runtime_checkable
-class ApprovalGate(Protocol):
-    """Supplied by the flow/engine in ``ctx.approval_gate`` (from ``RunOptions.approval_gate``): waits for a human."""
-
-    def request(self, ctx: StepContext, params: ApproveParams) -> ApprovalAnswer | tuple[bool, str, str]:
-        """Block until decided; return the answer.
-
-        A plain ``(approved, approver, comment)`` tuple proves nothing about who answered
-        (:func:`dr_engine.identity.as_answer`); it cannot satisfy the two-person rule.
-        """
-        ...
 
 
 @register

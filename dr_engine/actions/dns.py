@@ -17,16 +17,17 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from dr_engine.actions.base import Action, ActionParams, Capability, PreflightCheck, StepContext, StepResult
+from dr_engine.actions.base import Action, ActionParams, PreflightCheck, StepContext, StepResult
 from dr_engine.actions.endpoints import parse_server
 from dr_engine.actions.registry import register
+from dr_engine.capabilities import Capability
 from dr_engine.clock import Deadline
 from dr_engine.errors import PreconditionFailed, ProviderError, TransientError, VerificationFailed
 from dr_engine.model import DrillBehaviour
 from dr_engine.model.units import Duration
 
 if TYPE_CHECKING:
-    from dr_engine.providers.dns import DnsServer, RecordAnswer, TsigKey
+    from dr_engine.providers.dns.client import DnsServer, RecordAnswer, TsigKey
 
 RecordType = Literal["A", "AAAA", "CNAME"]
 Algorithm = Literal["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1"]
@@ -42,13 +43,13 @@ def _check_server(value: str) -> str:
 
 
 def _server(text: str) -> DnsServer:
-    from dr_engine.providers.dns import DnsServer
+    from dr_engine.providers.dns.client import DnsServer
 
     return DnsServer(*parse_server(text))
 
 
 def _expected(record_type: str, values: list[str]) -> tuple[str, ...]:
-    from dr_engine.providers.dns import normalise_value
+    from dr_engine.providers.dns.client import normalise_value
 
     return tuple(sorted(normalise_value(record_type, v) for v in values))
 
@@ -95,7 +96,7 @@ class ShiftParams(ActionParams):
 
 
 def _tsig_key(params: ShiftParams, ctx: StepContext) -> TsigKey:
-    from dr_engine.providers.dns import TsigKey
+    from dr_engine.providers.dns.client import TsigKey
 
     secret = params.key_secret
     if secret is None:
@@ -138,7 +139,7 @@ class Shift(Action[ShiftParams]):
 
     def run(self, params: ShiftParams, ctx: StepContext) -> StepResult:
         """Observe, update if needed, verify the server answers the new value."""
-        from dr_engine.providers.dns import absolute_name, query, replace_record
+        from dr_engine.providers.dns.client import absolute_name, query, replace_record
 
         server = _server(params.server)
         fqdn = absolute_name(params.name, params.zone)
@@ -190,7 +191,7 @@ class Shift(Action[ShiftParams]):
 
     def preflight(self, params: ShiftParams, ctx: StepContext) -> list[PreflightCheck]:
         """Read-only: the server answers the name, and accepts our TSIG key (a signed SOA query)."""
-        from dr_engine.providers.dns import absolute_name, query
+        from dr_engine.providers.dns.client import absolute_name, query
 
         server = _server(params.server)
         fqdn = absolute_name(params.name, params.zone)
@@ -262,7 +263,7 @@ class Verify(Action[VerifyParams]):
 
     def run(self, params: VerifyParams, ctx: StepContext) -> StepResult:
         """Query until the answer matches; classify a never-answering server as transient."""
-        from dr_engine.providers.dns import absolute_name, query
+        from dr_engine.providers.dns.client import absolute_name, query
 
         server = _server(params.server)
         fqdn = absolute_name(params.name)

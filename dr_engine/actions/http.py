@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from dr_engine.actions.base import Action, ActionParams, Capability, StepContext, StepResult
+from dr_engine.actions.base import Action, ActionParams, StepContext, StepResult
 from dr_engine.actions.endpoints import parse_server
 from dr_engine.actions.registry import register
+from dr_engine.capabilities import Capability
 from dr_engine.clock import Deadline
 from dr_engine.errors import VerificationFailed
 from dr_engine.model.units import Duration
@@ -75,7 +76,7 @@ class VerifyParams(ActionParams):
 
 def http_probe(params: VerifyParams, timeout: float) -> HttpAnswer:
     """One real probe through :mod:`dr_engine.providers.http`."""
-    from dr_engine.providers.dns import DnsServer
+    from dr_engine.providers.dns.client import DnsServer
     from dr_engine.providers.http import request
 
     via = DnsServer(*parse_server(params.resolve_via)) if params.resolve_via else None

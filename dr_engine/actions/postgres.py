@@ -1,6 +1,6 @@
 """PostgreSQL failover actions: lag gate, fence, promote, verify, reconcile.
 
-The decisions live here; :mod:`dr_engine.providers.postgres` does the I/O. Every action
+The decisions live here; :mod:`dr_engine.providers.postgres.client` does the I/O. Every action
 observes first and is idempotent, so a failover interrupted half-way is safe to re-run:
 a fenced primary stays fenced, a promoted standby is left alone.
 
@@ -17,16 +17,9 @@ from typing import Annotated, Any
 
 from pydantic import Field, SecretStr
 
-from dr_engine.actions.base import (
-    Action,
-    ActionParams,
-    Capability,
-    PreflightCheck,
-    RpoObservation,
-    StepContext,
-    StepResult,
-)
+from dr_engine.actions.base import Action, ActionParams, PreflightCheck, RpoObservation, StepContext, StepResult
 from dr_engine.actions.registry import register
+from dr_engine.capabilities import Capability
 from dr_engine.capabilities.data import rpo_gate
 from dr_engine.errors import (
     DrError,
@@ -68,7 +61,7 @@ class _PgAction(Action[Any]):
 
     def describe(self, params: Any) -> str:
         """Show the cluster and the server's address (never a password)."""
-        from dr_engine.providers.postgres import endpoint
+        from dr_engine.providers.postgres.client import endpoint
 
         try:
             where = str(endpoint(params.dsn))
@@ -78,7 +71,7 @@ class _PgAction(Action[Any]):
 
     def preflight(self, params: Any, ctx: StepContext) -> list[PreflightCheck]:
         """Is the server reachable?"""
-        from dr_engine.providers.postgres import endpoint, responsive
+        from dr_engine.providers.postgres.client import endpoint, responsive
 
         ok = responsive(params.dsn, ctx.deadline.remaining(2.0))
         return [PreflightCheck(f"postgres {params.cluster} reachable", ok, str(endpoint(params.dsn)))]
@@ -118,7 +111,7 @@ class CheckLag(_PgAction):
 
     def run(self, params: CheckLagParams, ctx: StepContext) -> StepResult:
         """Measure the lag and apply the RPO gate."""
-        from dr_engine.providers import postgres as pg
+        from dr_engine.providers.postgres import client as pg
 
         with pg.connect(params.dsn, ctx.deadline, password=params.password) as conn:
             row = pg.fetch_one(conn, "SELECT pg_is_in_recovery(), pg_last_wal_receive_lsn()::text, "
@@ -230,7 +223,7 @@ class Fence(_PgAction):
 
     def run(self, params: FenceParams, ctx: StepContext) -> StepResult:
         """Observe, stop by the strongest means needed, verify."""
-        from dr_engine.providers import postgres as pg
+        from dr_engine.providers.postgres import client as pg
 
         probe = params.probe_timeout.total_seconds()
         pid_file = Path(params.pid_file) if params.pid_file else (
@@ -271,7 +264,7 @@ class Fence(_PgAction):
             if pid is not None:
                 ctx.log.info("old primary %s is frozen, does not answer or did not stop: killing postmaster "
                              "%d and its children", where, pid)
-                from dr_engine.providers.pg_processes import kill_server
+                from dr_engine.providers.postgres.processes import kill_server
 
                 killed = kill_server(pid, pid_file.parent)
                 steps.append(f"SIGKILL postmaster {pid} and {len(killed) - 1} children")
@@ -287,8 +280,8 @@ class Fence(_PgAction):
 
     @staticmethod
     def _verify(params: FenceParams, ctx: StepContext, pid_file: Path | None, where: str, steps: list[str]) -> None:
-        from dr_engine.providers import postgres as pg
-        from dr_engine.providers.pg_processes import kill_server, server_pids
+        from dr_engine.providers.postgres import client as pg
+        from dr_engine.providers.postgres.processes import kill_server, server_pids
 
         while True:
             # Orphaned backends of a dead postmaster count (one mid-commit could still ack a write),
@@ -344,7 +337,7 @@ class Promote(_PgAction):
 
     def run(self, params: PromoteParams, ctx: StepContext) -> StepResult:
         """Promote unless already promoted, then wait until out of recovery."""
-        from dr_engine.providers import postgres as pg
+        from dr_engine.providers.postgres import client as pg
 
         with pg.connect(params.dsn, ctx.deadline, password=params.password) as conn:
             row = pg.fetch_one(conn, "SELECT pg_is_in_recovery()")
@@ -413,7 +406,7 @@ class VerifyWritable(_PgAction):
 
     @staticmethod
     def _attempt(params: VerifyWritableParams, ctx: StepContext) -> int:
-        from dr_engine.providers import postgres as pg
+        from dr_engine.providers.postgres import client as pg
 
         with pg.connect(params.dsn, ctx.deadline, password=params.password, cap=10.0) as conn:
             row = pg.fetch_one(conn, "SELECT pg_is_in_recovery(), current_setting('transaction_read_only'), "
@@ -457,7 +450,7 @@ class Reconcile(_PgAction):
 
     def run(self, params: ReconcileParams, ctx: StepContext) -> StepResult:
         """Compare the acknowledged keys with the rows present."""
-        from dr_engine.providers import postgres as pg
+        from dr_engine.providers.postgres import client as pg
 
         acked = read_acknowledged(Path(params.acknowledged_file))
         present: set[str] = set()

@@ -25,9 +25,10 @@ from typing import Any
 
 from pydantic import Field
 
-from dr_engine.actions.base import Capability, RpoObservation, StepContext, StepResult
+from dr_engine.actions.base import RpoObservation, StepContext, StepResult
 from dr_engine.actions.postgres import PgParams, _PgAction, parse_lsn
 from dr_engine.actions.registry import register
+from dr_engine.capabilities import Capability
 from dr_engine.errors import PreconditionFailed, ProviderError, TransientError, VerificationFailed
 from dr_engine.model import DrillBehaviour
 from dr_engine.model.units import Duration
@@ -72,8 +73,8 @@ class Rejoin(_PgAction):
 
     def run(self, params: RejoinParams, ctx: StepContext) -> StepResult:
         """Observe; stop a stray primary; rewind or re-clone; start as standby; verify streaming."""
-        from dr_engine.providers import postgres as pg
-        from dr_engine.providers import postgres_admin as admin
+        from dr_engine.providers.postgres import admin
+        from dr_engine.providers.postgres import client as pg
 
         data_dir = Path(params.data_dir)
         bin_dir = Path(params.bin_dir) if params.bin_dir else pg.DEFAULT_BIN
@@ -140,8 +141,8 @@ class Rejoin(_PgAction):
     def _reclone(params: RejoinParams, ctx: StepContext, host: str, port: int, user: str,
                  facts: dict[str, Any], *, reason: str) -> None:
         """Move the old data aside (never deleted: it may hold unreplicated writes) and base-backup."""
-        from dr_engine.providers import postgres as pg
-        from dr_engine.providers import postgres_admin as admin
+        from dr_engine.providers.postgres import admin
+        from dr_engine.providers.postgres import client as pg
 
         data_dir = Path(params.data_dir)
         bin_dir = Path(params.bin_dir) if params.bin_dir else pg.DEFAULT_BIN
@@ -153,7 +154,7 @@ class Rejoin(_PgAction):
 
     @staticmethod
     def _role(params: RejoinParams, ctx: StepContext) -> str:
-        from dr_engine.providers import postgres as pg
+        from dr_engine.providers.postgres import client as pg
 
         try:
             with pg.connect(params.dsn, ctx.deadline, password=params.password, cap=5.0) as conn:
@@ -164,7 +165,7 @@ class Rejoin(_PgAction):
 
     @staticmethod
     def _streaming(params: RejoinParams, ctx: StepContext) -> bool:
-        from dr_engine.providers import postgres as pg
+        from dr_engine.providers.postgres import client as pg
 
         with pg.connect(params.dsn, ctx.deadline, password=params.password, cap=5.0) as conn:
             row = pg.fetch_one(conn, "SELECT status FROM pg_stat_wal_receiver")
@@ -227,8 +228,8 @@ class Switchover(_PgAction):
 
     def run(self, params: SwitchoverParams, ctx: StepContext) -> StepResult:
         """Prove the standby has all WAL of the stopped primary, then promote it."""
-        from dr_engine.providers import postgres as pg
-        from dr_engine.providers import postgres_admin as admin
+        from dr_engine.providers.postgres import admin
+        from dr_engine.providers.postgres import client as pg
 
         old = Path(params.old_primary_data_dir)
         bin_dir = Path(params.bin_dir) if params.bin_dir else pg.DEFAULT_BIN
@@ -267,7 +268,7 @@ class Switchover(_PgAction):
 
 
 def _control_data(data_dir: Path, bin_dir: Path, ctx: StepContext) -> tuple[str, str]:
-    from dr_engine.providers import postgres_admin as admin
+    from dr_engine.providers.postgres import admin
 
     done = admin.run_tool("pg_controldata", ["-D", str(data_dir)], timeout=ctx.deadline.remaining(10.0),
                           owner_of=data_dir, bin_dir=bin_dir)

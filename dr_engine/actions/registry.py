@@ -7,7 +7,7 @@ Patroni way), so a new action is registered by adding its module. Importing ``dr
 cheap because nothing is walked until a lookup needs the registry, and action modules import
 their SDKs lazily inside providers.
 
-Modules named ``*_drill`` are drill variants (:mod:`dr_engine.drill` discovers them); the action
+Modules named ``*_drill`` are drill variants (:mod:`dr_engine.drill.session` discovers them); the action
 walk skips them so that a lookup does not load the drill machinery. Actions defined elsewhere (a
 user's own, or the fakes of :mod:`dr_engine.testing.actions`) register the same way, by importing
 the module that defines them.

@@ -18,12 +18,13 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr
 
-from dr_engine import children
-from dr_engine.actions.base import Action, ActionParams, Capability, StepContext, StepResult
+from dr_engine.actions.base import Action, ActionParams, StepContext, StepResult
 from dr_engine.actions.registry import register
+from dr_engine.capabilities import Capability
 from dr_engine.errors import ProviderError, StepTimeout, TransientError, VerificationFailed
+from dr_engine.model.substitution import SecretText, shown
 from dr_engine.model.units import Duration
-from dr_engine.substitution import SecretText, shown
+from dr_engine.providers import children
 
 #: A command argument: text, or text holding secrets (passed as environment variables).
 Argument = str | SecretStr
@@ -69,7 +70,7 @@ def _execute(params: RunParams, ctx: StepContext) -> subprocess.CompletedProcess
     argv, extra = child_command(params)
     env = {**os.environ, **extra}
     try:
-        # Its own session: the operator's first Ctrl-C must not kill it (dr_engine.children).
+        # Its own session: the operator's first Ctrl-C must not kill it (dr_engine.providers.children).
         return children.run(argv, cwd=params.cwd, env=env, timeout=ctx.deadline.remaining())
     except subprocess.TimeoutExpired as exc:
         raise StepTimeout(

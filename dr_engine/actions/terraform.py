@@ -13,7 +13,7 @@ region secret name) go through the environment only and are masked in the step l
 
 In a drill, the state goes to the workspace ``drill_workspace`` (default ``dr-drill``) so a
 drill never touches the target region's real state; drill cleanup destroys what the drill
-applied there and deletes the workspace (:mod:`dr_engine.actions.terraform_drill`).
+applied there and deletes the workspace (:mod:`dr_engine.drill.variants.terraform`).
 """
 
 from __future__ import annotations
@@ -26,21 +26,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
-from dr_engine.actions.base import (
-    Action,
-    ActionParams,
-    Capability,
-    PreflightCheck,
-    StepContext,
-    StepResult,
-)
+from dr_engine.actions.base import Action, ActionParams, PreflightCheck, StepContext, StepResult
 from dr_engine.actions.registry import register
+from dr_engine.capabilities import Capability
 from dr_engine.clock import Deadline
 from dr_engine.errors import DrError, PreconditionFailed
 from dr_engine.model.units import Duration
 
 if TYPE_CHECKING:
-    from dr_engine.providers.terraform import PlanSummary, Terraform
+    from dr_engine.providers.terraform.cli import PlanSummary, Terraform
 
 _NAME = r"^[A-Za-z0-9_.-]+$"
 #: IAM actions on the state backend (the stack's own resources need their own permissions).
@@ -130,7 +124,7 @@ def resolve_stack_dir(params: StackParams, ctx: StepContext) -> Path:
 def _work_root(ctx: StepContext) -> Path:
     """Where terraform's data dirs live: the run's state dir (pre-flight: the default state dir)."""
     if ctx.preflight:
-        from dr_engine.statedir import default_state_dir
+        from dr_engine.evidence.statedir import default_state_dir
 
         # dr plan's contexts point state_dir at the runbook folder, which must stay clean.
         return default_state_dir().resolve() / "terraform"
@@ -144,14 +138,14 @@ def _budget(params: StackParams, ctx: StepContext) -> Deadline:
 
 def _open(params: StackParams, ctx: StepContext, *, init: bool = True) -> _Stack:
     """Find the CLI, check its version, ``init`` against the target region's backend."""
-    from dr_engine.providers.terraform import (
+    from dr_engine.providers.terraform.cli import (
         LOCKFILE_VERSION,
         MIN_VERSION,
         Terraform,
         TerraformEnv,
         find_terraform,
     )
-    from dr_engine.providers.terraform_process import Redactor
+    from dr_engine.providers.terraform.process import Redactor
 
     stack_dir = resolve_stack_dir(params, ctx)
     backend = params.backend
@@ -192,7 +186,7 @@ def _open(params: StackParams, ctx: StepContext, *, init: bool = True) -> _Stack
 
 
 def _init(stack: _Stack) -> None:
-    from dr_engine.providers.terraform import s3_backend_config
+    from dr_engine.providers.terraform.cli import s3_backend_config
 
     stack.tf.init(s3_backend_config(bucket=stack.bucket, key=stack.key, region=stack.region,
                                     endpoint=stack.endpoint, dynamodb_table=stack.params.backend.dynamodb_table,
@@ -368,7 +362,7 @@ class CheckState(Action[CheckStateParams]):
         stack = _open(params, ctx, init=False)
         created: list[str] = []
         if params.create_missing:
-            from dr_engine.providers.terraform_backend import ensure_state_backend
+            from dr_engine.providers.terraform.backend import ensure_state_backend
 
             created = ensure_state_backend(bucket=stack.bucket, region=stack.region, endpoint=stack.endpoint,
                                            dynamodb_table=params.backend.dynamodb_table,
@@ -384,8 +378,8 @@ class CheckState(Action[CheckStateParams]):
         return StepResult(summary=summary, changed=bool(created or broken), outputs={"locked": "false"}, facts=facts)
 
     def _check_lock(self, stack: _Stack, params: CheckStateParams, ctx: StepContext, *, may_break: bool = True) -> str:
-        from dr_engine.providers.terraform import StateLocked
-        from dr_engine.providers.terraform_backend import read_lock, state_object_key
+        from dr_engine.providers.terraform.backend import read_lock, state_object_key
+        from dr_engine.providers.terraform.cli import StateLocked
 
         lock = read_lock(bucket=stack.bucket, state_key=state_object_key(stack.key, stack.workspace),
                          region=stack.region, endpoint=stack.endpoint,

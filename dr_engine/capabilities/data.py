@@ -40,7 +40,7 @@ from typing import Any, Protocol
 from dr_engine.errors import PreconditionFailed
 from dr_engine.model.outcome import RpoObservation
 
-#: The audit event type of an override (``dr_engine.audit.OVERRIDE``; the evidence layer sits
+#: The audit event type of an override (``dr_engine.evidence.audit.OVERRIDE``; the evidence layer sits
 #: above this one, so the name is repeated here and a test keeps the two equal).
 OVERRIDE_EVENT = "override"
 #: ``kind`` of the override event when the gate passed on unknown lag / on lag over the objective.

@@ -9,7 +9,7 @@ import traceback
 import typer
 
 from dr_engine.cli.common import EXIT_FAILED, STATE
-from dr_engine.secrets_scrub import scrub_text
+from dr_engine.evidence.secrets_scrub import scrub_text
 
 #: Command modules; each defines ``register(app)``. Imported lazily by :func:`build_app`.
 COMMAND_MODULES: tuple[str, ...] = (

@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 
 from dr_engine.cli.common import err, handle_errors, print_json
-from dr_engine.iam import policy_document, required_permissions
-from dr_engine.loader import load_runbook
-from dr_engine.runbooks import resolve_runbook
+from dr_engine.config.loader import load_runbook
+from dr_engine.config.runbooks import resolve_runbook
+from dr_engine.planning.iam import policy_document, required_permissions
 
 
 @handle_errors

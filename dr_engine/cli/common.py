@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 from dr_engine.errors import DrError
-from dr_engine.secrets_scrub import ScrubbingStream, scrub_text
+from dr_engine.evidence.secrets_scrub import ScrubbingStream, scrub_text
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -48,7 +48,7 @@ def make_console(stderr: bool = False) -> Console:
 
     When not writing to a terminal rich would assume 80 columns and truncate tables; use
     ``$COLUMNS`` if set, else :data:`PIPE_WIDTH`. Every secret value the process resolved is
-    masked (:mod:`dr_engine.secrets_scrub`): in each string before rich renders (and wraps) it,
+    masked (:mod:`dr_engine.evidence.secrets_scrub`): in each string before rich renders (and wraps) it,
     and again in what reaches the stream.
     """
     stream = sys.stderr if stderr else sys.stdout
@@ -95,7 +95,7 @@ def state_dir_option() -> Any:
 def _checked_state_dir(value: Path | None) -> Path | None:
     # Every command takes its state dir through this option: a path that cannot be one (a file,
     # or a folder under a file) is a usage error here, before anything starts (exit 2).
-    from dr_engine.statedir import check_state_dir
+    from dr_engine.evidence.statedir import check_state_dir
 
     if value is None:
         return value
@@ -142,14 +142,14 @@ def exit_run(code: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    if "flows.embedded_server" in sys.modules:
+    if "dr_engine.flows.embedded_server" in sys.modules:
         with contextlib.suppress(Exception):
-            sys.modules["flows.embedded_server"].stop_now()
+            sys.modules["dr_engine.flows.embedded_server"].stop_now()
     os._exit(code)
 
 
 def grace_option() -> Any:
-    """``--grace SECONDS``: after a stop signal, the longest wait for running steps (dr_engine.interrupts)."""
+    """``--grace SECONDS``: after a stop signal, the longest wait for running steps (dr_engine.engine.interrupts)."""
     return typer.Option(None, "--grace", min=0,
                         help="After Ctrl-C/SIGTERM/SIGHUP, the longest wait in seconds for running steps to "
                              "finish before they are abandoned (default: the rest of their timeout, at most "

@@ -14,12 +14,12 @@ from rich.text import Text
 
 from dr_engine.actions.registry import all_actions, close_matches
 from dr_engine.cli.common import EXIT_USAGE, Output, handle_errors, out, print_json
+from dr_engine.config.loader import display_path, load_region, load_runbook
+from dr_engine.config.runbooks import resolve_runbook
 from dr_engine.errors import ConfigError, DrError, PlanError, Problem
-from dr_engine.loader import display_path, load_region, load_runbook
 from dr_engine.model import Region, Runbook, format_duration
 from dr_engine.model.schema import json_schema
-from dr_engine.plan import ExecutionPlan, build_plan
-from dr_engine.runbooks import resolve_runbook
+from dr_engine.planning.plan import ExecutionPlan, build_plan
 
 
 def _targets(paths: list[Path]) -> list[Path]:

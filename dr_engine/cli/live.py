@@ -9,9 +9,9 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
 
-from dr_engine.progress import Progress
-from dr_engine.record import RunRecord, StepError, StepRecord, StepStatus
-from dr_engine.summary import fmt_seconds
+from dr_engine.engine.progress import Progress
+from dr_engine.evidence.record import RunRecord, StepError, StepRecord, StepStatus
+from dr_engine.evidence.summary import fmt_seconds
 
 _MARKS = {StepStatus.PENDING: "·", StepStatus.RUNNING: "…", StepStatus.SUCCEEDED: "ok",
           StepStatus.FAILED: "FAILED", StepStatus.SKIPPED: "skipped", StepStatus.ABANDONED: "ABANDONED"}

@@ -9,8 +9,6 @@ from typing import Any
 
 import typer
 
-from dr_engine.approval_record import APPROVAL_GRANTED, APPROVAL_REFUSED, APPROVAL_REJECTED
-from dr_engine.audit import read_events
 from dr_engine.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -22,14 +20,16 @@ from dr_engine.cli.common import (
     out,
     state_dir_option,
 )
+from dr_engine.config.loader import load_runbook
+from dr_engine.config.runbooks import resolve_runbook
+from dr_engine.engine.run import RunOptions
 from dr_engine.errors import RunStateError
-from dr_engine.loader import load_runbook
+from dr_engine.evidence.approval_record import APPROVAL_GRANTED, APPROVAL_REFUSED, APPROVAL_REJECTED
+from dr_engine.evidence.audit import read_events
+from dr_engine.evidence.record import RunRecord
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.model import RunMode
-from dr_engine.plan import ExecutionPlan, build_plan
-from dr_engine.record import RunRecord
-from dr_engine.run import RunOptions
-from dr_engine.runbooks import resolve_runbook
-from dr_engine.statedir import StateDir
+from dr_engine.planning.plan import ExecutionPlan, build_plan
 
 
 def render_drill(record: RunRecord) -> None:
@@ -51,7 +51,7 @@ def render_drill(record: RunRecord) -> None:
 def _run(plan: ExecutionPlan, options: RunOptions) -> tuple[int, RunRecord | None]:
     from dr_engine.cli.run_cmds import execute_and_render
 
-    # Stop signals: handled by execute_and_render (dr_engine.interrupts), as for `dr failover`.
+    # Stop signals: handled by execute_and_render (dr_engine.engine.interrupts), as for `dr failover`.
     code = execute_and_render(plan, options)
     record = StateDir(options.state_dir).load(options.run_id) if options.run_id and \
         StateDir(options.state_dir).exists(options.run_id) else None
@@ -126,9 +126,9 @@ def approve_cmd(
     The run records the name given with --as and the OS user that ran this command. An
     --allow-data-loss approval must come from a different OS user than the run's initiator.
     """
-    from dr_engine.approval import pending_approval, wait_for_verdict, write_approval_token
-    from dr_engine.identity import OsIdentity, TwoPersonRule
-    from dr_engine.prefect_env import configure, server_mode
+    from dr_engine.engine.approval import pending_approval, wait_for_verdict, write_approval_token
+    from dr_engine.evidence.identity import OsIdentity, TwoPersonRule
+    from dr_engine.flows.settings import configure, server_mode
 
     pending = pending_approval(state_dir, run_id)
     allowed = pending.get("approvers") or []
@@ -153,7 +153,7 @@ def approve_cmd(
         # Answer on the server the waiting run talks to (its embedded server, in embedded mode).
         os.environ["PREFECT_API_URL"] = str(pending["api_url"])
     configure(state_dir, quiet_console=True)
-    from flows.approval import answer
+    from dr_engine.flows.approval import answer
 
     answer(str(pending["flow_run_id"]), approver=as_, approve=not reject, comment=comment, token=token)
     what = f"step {pending.get('step')} of run {pending['run_id']} as {as_} (OS user {me})"
@@ -185,7 +185,7 @@ def skip_cmd(
     state_dir: Path = state_dir_option(),
 ) -> None:
     """Mark a step of a halted run as skipped; `dr resume` then continues after it."""
-    from dr_engine.controls import skip_step
+    from dr_engine.engine.controls import skip_step
 
     record = skip_step(state_dir, run_id, step, reason=reason, by=by, force=force)
     out().print(f"step {step} of run {record.run_id} marked skipped; continue with: dr resume {record.run_id}",
@@ -200,7 +200,7 @@ def cancel_cmd(
     state_dir: Path = state_dir_option(),
 ) -> None:
     """Cancel a run: a running one stops before its next step; a halted one is marked cancelled."""
-    from dr_engine.controls import request_cancel
+    from dr_engine.engine.controls import request_cancel
 
     outcome, record = request_cancel(state_dir, run_id, by=by, reason=reason)
     if outcome == "requested":
@@ -215,7 +215,7 @@ def drill_cleanup_cmd(
     state_dir: Path = state_dir_option(),
 ) -> None:
     """Remove the drill copies a drill could not remove (e.g. after its process was killed)."""
-    from dr_engine.drill_cleanup import cleanup_run
+    from dr_engine.engine.drill_cleanup import cleanup_run
 
     results = cleanup_run(state_dir, run_id)
     for item in results:

@@ -6,8 +6,8 @@ from typing import Any
 
 from dr_engine.actions.base import PreflightCheck
 from dr_engine.cli.common import out
-from dr_engine.plan import ExecutionPlan
-from dr_engine.preflight import failed, has_preflight, run_preflight, to_json
+from dr_engine.planning.plan import ExecutionPlan
+from dr_engine.planning.preflight import failed, has_preflight, run_preflight, to_json
 
 Results = dict[str, list[PreflightCheck]]
 

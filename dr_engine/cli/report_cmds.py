@@ -11,11 +11,11 @@ from pathlib import Path
 import typer
 
 from dr_engine.cli.common import EXIT_FAILED, EXIT_USAGE, Output, err, handle_errors, out, print_json, state_dir_option
+from dr_engine.config.runbooks import runbooks_dir
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.report.formatting import FORMATS
 from dr_engine.report.notes import add_note, close_note, list_notes
 from dr_engine.report.period import build_period_report, parse_day_or_time
-from dr_engine.runbooks import runbooks_dir
-from dr_engine.statedir import StateDir
 
 
 def _formats(values: list[str] | None) -> list[str]:

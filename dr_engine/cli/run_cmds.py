@@ -10,7 +10,6 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from dr_engine.audit import read_events, verify
 from dr_engine.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -27,19 +26,20 @@ from dr_engine.cli.common import (
 )
 from dr_engine.cli.live import LiveProgress
 from dr_engine.clock import SystemClock, parse_utc
+from dr_engine.config.loader import load_runbook
+from dr_engine.config.runbooks import resolve_runbook
+from dr_engine.engine.interrupts import Interrupts
+from dr_engine.engine.run import INCIDENT_SKEW_SECONDS, RunOptions
 from dr_engine.errors import DrError, RunStateError
-from dr_engine.interrupts import Interrupts
-from dr_engine.journal import rebuild_record
-from dr_engine.loader import load_runbook
+from dr_engine.evidence.audit import read_events, verify
+from dr_engine.evidence.journal import rebuild_record
+from dr_engine.evidence.record import AUDIT_FILE, RunRecord, RunStatus
+from dr_engine.evidence.record_check import RunCheck, check_run
+from dr_engine.evidence.statedir import StateDir
+from dr_engine.evidence.summary import fmt_seconds, history_lines, incident_text, rpo_line, rto_line, time_line
+from dr_engine.flows.settings import configure, server_mode
 from dr_engine.model import RunMode
-from dr_engine.plan import ExecutionPlan, build_plan
-from dr_engine.prefect_env import configure, server_mode
-from dr_engine.record import AUDIT_FILE, RunRecord, RunStatus
-from dr_engine.record_check import RunCheck, check_run
-from dr_engine.run import INCIDENT_SKEW_SECONDS, RunOptions
-from dr_engine.runbooks import resolve_runbook
-from dr_engine.statedir import StateDir
-from dr_engine.summary import fmt_seconds, history_lines, incident_text, rpo_line, rto_line, time_line
+from dr_engine.planning.plan import ExecutionPlan, build_plan
 
 
 def render_result(record: RunRecord, state_dir: Path, *, verdict: str | None = None) -> None:
@@ -78,7 +78,7 @@ def render_result(record: RunRecord, state_dir: Path, *, verdict: str | None = N
 
 
 def handle_stop_signals(grace_cap: float | None) -> Interrupts:
-    """Handle SIGINT/SIGTERM/SIGHUP for the whole command (see :mod:`dr_engine.interrupts`).
+    """Handle SIGINT/SIGTERM/SIGHUP for the whole command (see :mod:`dr_engine.engine.interrupts`).
 
     Installed before Prefect starts: a signal before the run exists stops the command (nothing
     was started); once the engine runs, the first signal stops new steps and gives running ones a
@@ -112,7 +112,7 @@ def execute_and_render(plan: ExecutionPlan, options: RunOptions, *, live: bool =
     options.interrupts = interrupts
     try:
         configure(options.state_dir, quiet_console=True)
-        from flows.failover import launch  # Prefect is imported only when something runs
+        from dr_engine.flows.failover import launch  # Prefect is imported only when something runs
 
         record = launch(plan, options, progress=LiveProgress(err()) if live else None)
     except KeyboardInterrupt:
@@ -132,7 +132,7 @@ def resume_and_render(state_dir: Path, run_id: str, *, force: bool = False, reas
     interrupts = handle_stop_signals(grace_cap)
     try:
         configure(state_dir, quiet_console=True)
-        from flows.failover import resume_run
+        from dr_engine.flows.failover import resume_run
 
         record = resume_run(state_dir, run_id, force=force, reason=reason, take_over_lock=take_over_lock,
                             progress=LiveProgress(err()) if live else None, interrupts=interrupts)
@@ -232,7 +232,7 @@ UNVERIFIED = "UNVERIFIED"
 
 
 def _check(state: StateDir, run_id: str, record: RunRecord | None = None) -> RunCheck:
-    """The run's verification (:mod:`dr_engine.record_check`); an unreadable run.json does not verify."""
+    """The run's verification (:mod:`dr_engine.evidence.record_check`); an unreadable run.json does not verify."""
     run_dir = state.run_dir(run_id)
     try:
         return check_run(run_dir, record)

@@ -23,12 +23,12 @@ from dr_engine.cli.common import (
     state_dir_option,
 )
 from dr_engine.clock import SystemClock, parse_utc
-from dr_engine.loader import load_runbook
-from dr_engine.lock_backends import LockSettings, last_lease, lock_for
+from dr_engine.config.loader import load_runbook
+from dr_engine.config.runbooks import resolve_runbook
+from dr_engine.engine.readiness import Readiness, latest, run_readiness
+from dr_engine.flows.settings import server_mode
+from dr_engine.lock.backends import LockSettings, last_lease, lock_for
 from dr_engine.model import format_duration, parse_duration
-from dr_engine.prefect_env import server_mode
-from dr_engine.readiness import Readiness, latest, run_readiness
-from dr_engine.runbooks import resolve_runbook
 
 
 def _render(results: list[Readiness]) -> None:
@@ -133,7 +133,7 @@ def schedule_serve_cmd(
                     "  hint: `dr schedule server` (or `make drill-server`) starts one locally", markup=False)
         raise typer.Exit(EXIT_USAGE)
     parse_duration(readiness_every)
-    from flows.deployments import main as serve_main
+    from dr_engine.flows.deployments import main as serve_main
 
     serve_main(["serve", *_serve_args(runbook, state_dir, drill_cron, readiness_every, min_interval)])
 
@@ -150,7 +150,7 @@ def schedule_server_cmd(
     state_dir: Path = state_dir_option(),
 ) -> None:
     """Start a local `prefect server` and a serve runner with a cron-scheduled drill; Ctrl-C stops both."""
-    from dr_engine.prefect_server import PrefectServer, ServeRunner
+    from dr_engine.flows.server import PrefectServer, ServeRunner
 
     server_home = home or state_dir / "prefect-server"
     server = PrefectServer(server_home, port=port)

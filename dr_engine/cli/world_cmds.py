@@ -116,8 +116,8 @@ def demo_cmd(
 ) -> None:
     """Fail a core-banking ledger over for real: world up, load, region outage, runbook, RTO/RPO."""
     from dr_engine.cli.run_cmds import execute_and_render
-    from dr_engine.prefect_env import configure
-    from dr_engine.runbooks import resolve_runbook
+    from dr_engine.config.runbooks import resolve_runbook
+    from dr_engine.flows.settings import configure
     from dr_engine.world.demo import DemoSettings, run_demo
 
     console = err()
@@ -127,10 +127,10 @@ def demo_cmd(
 
     def warm() -> float:
         configure(state_dir, quiet_console=True)
-        from flows.warmup import warm_up
+        from dr_engine.flows.warmup import warm_up
 
         seconds = warm_up()
-        import flows.failover  # noqa: F401 - imported now so the failover pays no import time
+        import dr_engine.flows.failover  # noqa: F401 - imported now so the failover pays no import time
         return seconds
 
     if auto_ports and root == DEFAULT_ROOT:

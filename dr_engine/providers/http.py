@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from dr_engine.errors import ProviderError, TransientError
-from dr_engine.providers.dns import DnsServer, query
+from dr_engine.providers.dns.client import DnsServer, query
 
 #: Bytes of response body kept (health pages are small; a huge body must not fill memory).
 MAX_BODY = 64 * 1024

@@ -1,6 +1,6 @@
 """Compliance evidence built from run records: reports, period reports, evidence packs, notes.
 
-- :mod:`.source` reads a run directory through :mod:`dr_engine.record` and :mod:`dr_engine.audit`;
+- :mod:`.source` reads a run directory through :mod:`dr_engine.evidence.record` and :mod:`dr_engine.evidence.audit`;
 - :mod:`.model` / :mod:`.period` build the report models (redacted by :mod:`.redact`);
 - :mod:`.charts` (matplotlib Agg) and :mod:`.render` (Jinja templates, WeasyPrint) format them;
 - :mod:`.publish` writes files and gives Prefect artifact content

@@ -13,7 +13,7 @@ Layout of ``dr evidence RUN_ID -o FILE.zip``::
 The zip comment carries the SHA-256 of ``manifest.json``, so editing the manifest is
 detected too. :func:`verify_evidence` checks the comment, every digest, that no member is
 missing or added, the audit chain (and the notes chain), that ``run.json`` is what the
-audit log says (:mod:`dr_engine.record_check`), and that the reports say what the packed
+audit log says (:mod:`dr_engine.evidence.record_check`), and that the reports say what the packed
 logs say: digests alone prove nothing when whoever edits a report also rewrites the manifest.
 
 How the reports are tied to the logs: the report is rebuilt from the packed ``run.json``,
@@ -44,19 +44,19 @@ from pathlib import Path
 from typing import Any
 
 from dr_engine import __version__
-from dr_engine.audit import default_actor
 from dr_engine.clock import utc_iso
+from dr_engine.config.runbooks import runbooks_dir
 from dr_engine.errors import RunStateError
-from dr_engine.record import AUDIT_FILE, RUN_FILE, load_record
-from dr_engine.record_check import chain_reason
+from dr_engine.evidence.audit import default_actor
+from dr_engine.evidence.record import AUDIT_FILE, RUN_FILE, load_record
+from dr_engine.evidence.record_check import chain_reason
+from dr_engine.evidence.redact import looks_secret, redact_text
 from dr_engine.report.charts import timeline_chart
 from dr_engine.report.formatting import parse_ts
 from dr_engine.report.model import RunReport, build_run_report, content_digest
 from dr_engine.report.publish import render_run_files, run_html, run_markdown
-from dr_engine.report.redact import looks_secret, redact_text
 from dr_engine.report.render import render_json, render_pdf
 from dr_engine.report.source import NOTES_DIR, NOTES_FILE, RunSource, load_run, notes_path
-from dr_engine.runbooks import runbooks_dir
 
 EVIDENCE_FORMAT = "dr-engine-evidence/1"
 MANIFEST = "manifest.json"

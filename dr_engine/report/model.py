@@ -6,7 +6,7 @@
 the inputs are the run's own records, a report can be rebuilt at any time and must come out
 the same (its :attr:`Integrity.content_sha256` does not depend on when it was generated).
 
-Every string taken from the inputs passes through :func:`~dr_engine.report.redact.redact_value`.
+Every string taken from the inputs passes through :func:`~dr_engine.evidence.redact.redact_value`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from pydantic import BaseModel, Field
 
 from dr_engine.clock import utc_iso
 from dr_engine.errors import RunStateError
-from dr_engine.journal import rebuild_record
-from dr_engine.record import RECORD_VERSION
-from dr_engine.recovery import UNDECLARED_INCIDENT
+from dr_engine.evidence.journal import rebuild_record
+from dr_engine.evidence.record import RECORD_VERSION
+from dr_engine.evidence.recovery import UNDECLARED_INCIDENT
+from dr_engine.evidence.redact import redact_text, redact_value
 from dr_engine.report.formatting import fmt_bytes, fmt_seconds, parse_ts
 from dr_engine.report.notes import RemediationItem, fold_notes
-from dr_engine.report.redact import redact_text, redact_value
 from dr_engine.report.source import RunSource
 
 REPORT_SCHEMA = "dr-engine/run-report/1"
@@ -520,7 +520,7 @@ def _event_detail(kind: str, data: dict[str, Any]) -> str:
     return ""
 
 
-#: Answer events and the decision each shows (see dr_engine.approval_record).
+#: Answer events and the decision each shows (see dr_engine.evidence.approval_record).
 _ANSWERS = {"approval.granted": "granted", "approval.rejected": "rejected", "approval.refused": "refused",
             "approval.claimed": "claimed"}
 

@@ -1,7 +1,7 @@
 """Remediation items: action, owner and due date, open until closed (FIELD.md item 7).
 
 Notes are audited events (``note.added`` / ``note.closed``) in their own hash-chained log,
-``<run-dir>/notes/audit.jsonl``, written through :class:`dr_engine.audit.AuditLog`. They are
+``<run-dir>/notes/audit.jsonl``, written through :class:`dr_engine.evidence.audit.AuditLog`. They are
 kept apart from the run's ``audit.jsonl`` because that log is sealed by ``run.finished``: a
 later append would look exactly like tampering. A report shows every note of its run; open
 ones stay visible in period reports until closed.
@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from dr_engine.audit import NOTE_ADDED, AuditLog, read_events
 from dr_engine.errors import RunStateError
-from dr_engine.record import load_record
+from dr_engine.evidence.audit import NOTE_ADDED, AuditLog, read_events
+from dr_engine.evidence.record import load_record
 from dr_engine.report.source import notes_path
 
 NOTE_CLOSED = "note.closed"

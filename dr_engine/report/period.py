@@ -23,14 +23,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from dr_engine.clock import parse_utc, utc_iso
+from dr_engine.config.yamlsafe import read_yaml
 from dr_engine.errors import RunStateError
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.report.controls import ControlRow, PeriodFacts, control_mapping
 from dr_engine.report.formatting import parse_ts
 from dr_engine.report.model import Deviation, RunReport, build_run_report
 from dr_engine.report.notes import RemediationItem
 from dr_engine.report.source import load_run
-from dr_engine.statedir import StateDir
-from dr_engine.yamlsafe import read_yaml
 
 PERIOD_SCHEMA = "dr-engine/period-report/1"
 DEFAULT_INTERVAL = timedelta(days=365)

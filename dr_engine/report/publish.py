@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from dr_engine.record import atomic_write_text
+from dr_engine.evidence.record import atomic_write_text
 from dr_engine.report.charts import TrendPoint, rto_trend_chart, timeline_chart
 from dr_engine.report.formatting import FORMATS, fmt_seconds, fmt_ts, parse_ts
 from dr_engine.report.model import RunReport, build_run_report

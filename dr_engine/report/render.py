@@ -20,8 +20,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from pydantic import BaseModel
 
 from dr_engine import __version__
+from dr_engine.evidence.redact import redact_text
 from dr_engine.report.formatting import fmt_bytes, fmt_date, fmt_percent, fmt_seconds, fmt_ts
-from dr_engine.report.redact import redact_text
 
 TEMPLATES = Path(__file__).parent / "templates"
 

@@ -1,11 +1,11 @@
 """Reading what a report is built from: one run directory (``run.json`` + ``audit.jsonl``).
 
 This is the only module of :mod:`dr_engine.report` that reads engine files; it goes through
-:mod:`dr_engine.record` and :mod:`dr_engine.audit` so that the report package follows the
+:mod:`dr_engine.evidence.record` and :mod:`dr_engine.evidence.audit` so that the report package follows the
 engine's formats instead of re-implementing them.
 
 Remediation notes live in their own hash-chained log, ``<run-dir>/notes/audit.jsonl``
-(written with :class:`dr_engine.audit.AuditLog`): the run's own ``audit.jsonl`` is sealed
+(written with :class:`dr_engine.evidence.audit.AuditLog`): the run's own ``audit.jsonl`` is sealed
 by its ``run.finished`` event, and appending to it after the run would make a sealed log
 indistinguishable from a tampered one.
 """
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dr_engine.audit import VerifyResult, read_events, verify
-from dr_engine.record import AUDIT_FILE, RUN_FILE, load_record
-from dr_engine.record_check import RunCheck, check_record
+from dr_engine.evidence.audit import VerifyResult, read_events, verify
+from dr_engine.evidence.record import AUDIT_FILE, RUN_FILE, load_record
+from dr_engine.evidence.record_check import RunCheck, check_record
 
 NOTES_DIR = "notes"
 NOTES_FILE = "audit.jsonl"
@@ -56,7 +56,7 @@ class RunSource:
 
     @property
     def verified(self) -> bool:
-        """True when the run's records verify (see :mod:`dr_engine.record_check`)."""
+        """True when the run's records verify (see :mod:`dr_engine.evidence.record_check`)."""
         return self.check.verified if self.check is not None else self.chain.ok
 
     @property
@@ -82,7 +82,7 @@ def notes_path(run_dir: Path) -> Path:
 
 
 def check_chain(path: Path, *, standalone: bool = False) -> ChainCheck:
-    """Verify a log with :func:`dr_engine.audit.verify`.
+    """Verify a log with :func:`dr_engine.evidence.audit.verify`.
 
     ``standalone`` logs (remediation notes) are checked for their chain only: they have no
     ``run.json`` of their own and are never sealed.

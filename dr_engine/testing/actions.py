@@ -32,15 +32,9 @@ from typing import Any
 from pydantic import Field
 
 from dr_engine import errors
-from dr_engine.actions.base import (
-    Action,
-    ActionParams,
-    Capability,
-    RpoObservation,
-    StepContext,
-    StepResult,
-)
+from dr_engine.actions.base import Action, ActionParams, RpoObservation, StepContext, StepResult
 from dr_engine.actions.registry import register
+from dr_engine.capabilities import Capability
 
 #: (run_id, step_id) -> number of times ``run`` was called in this process.
 CALLS: Counter[tuple[str, str]] = Counter()

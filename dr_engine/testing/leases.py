@@ -1,9 +1,9 @@
 """A fake lease store and the contract every failover lock backend must meet.
 
-:class:`MemoryLeaseStore` is a :class:`~dr_engine.lock_backends.LeaseStore` in a dict, with an
+:class:`MemoryLeaseStore` is a :class:`~dr_engine.lock.backends.LeaseStore` in a dict, with an
 optional ``before_put`` hook that lets a test slip a competing write in between a read and a
 write (a lost race). :func:`check_lock_contract` runs the behaviour the engine relies on against
-any :class:`~dr_engine.lock.Lock`; our tests run it on the lock file, DynamoDB (moto server)
+any :class:`~dr_engine.lock.base.Lock`; our tests run it on the lock file, DynamoDB (moto server)
 and PostgreSQL, and a custom backend can run it too.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from dr_engine.errors import LockHeld
-from dr_engine.lock import Lease, Lock
+from dr_engine.lock.base import Lease, Lock
 
 
 class MemoryLeaseStore:

@@ -23,8 +23,8 @@ except ImportError as exc:  # a plain install has no pytest; say which extra bri
 
 from dr_engine.actions.base import StepContext
 from dr_engine.model import Region
-from dr_engine.testing.faults import FaultControl
 from dr_engine.testing.step_context import step_context
+from dr_engine.world.faults import FaultControl
 from dr_engine.world.moto_server import MotoServer
 
 SOURCE_REGION, TARGET_REGION = "us-east-1", "us-west-2"

@@ -13,8 +13,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from dr_engine.loader import load_runbook
-from dr_engine.plan import ExecutionPlan, build_plan
+from dr_engine.config.loader import load_runbook
+from dr_engine.planning.plan import ExecutionPlan, build_plan
 
 SOURCE_REGION = """name: east
 params: {addr: 127.0.1.1, port: 5432}

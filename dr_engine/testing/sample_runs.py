@@ -1,6 +1,6 @@
 """Real recorded runs for tests of reports and evidence packs (and for trying ``dr report``).
 
-Every run goes through the real :class:`dr_engine.run.Engine` with the provider-free fake
+Every run goes through the real :class:`dr_engine.engine.run.Engine` with the provider-free fake
 actions of :mod:`dr_engine.testing.actions` on a :class:`FakeClock`, so the run records and
 audit logs are exactly what the engine writes, while a 20-minute failover with a 3-minute
 approval takes milliseconds. :func:`make_sample_runs` writes a year of history:
@@ -30,13 +30,13 @@ from typing import Any
 import dr_engine.testing.actions  # noqa: F401 - registers the fake actions
 from dr_engine.actions.base import StepContext
 from dr_engine.actions.control import ApproveParams
-from dr_engine.loader import load_runbook
-from dr_engine.lock import NullLock
+from dr_engine.config.loader import load_runbook
+from dr_engine.engine.run import RunOptions, start_run
+from dr_engine.evidence.record import RunRecord
+from dr_engine.evidence.statedir import StateDir
+from dr_engine.lock.base import NullLock
 from dr_engine.model import RunMode
-from dr_engine.plan import build_plan
-from dr_engine.record import RunRecord
-from dr_engine.run import RunOptions, start_run
-from dr_engine.statedir import StateDir
+from dr_engine.planning.plan import build_plan
 from dr_engine.testing.clock import FakeClock
 from dr_engine.testing.runbooks import write_runbook
 

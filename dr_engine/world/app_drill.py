@@ -1,6 +1,6 @@
 """The embedded world's drill copies: a ledger app on the promoted Postgres clone.
 
-When a drill clones the target region's database (:mod:`dr_engine.actions.postgres_drill`),
+When a drill clones the target region's database (:mod:`dr_engine.drill.variants.postgres`),
 this copy hook starts a second ledger app on the target's drill address (same port as the
 target's app) connected to the clone, so ``http.verify`` of the target app and of the drill DNS
 name checks a real application on the drill copy, never production. The app is recorded as a
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from dr_engine.actions.base import StepContext
-from dr_engine.drill import COPY_HOOKS, DrillResource, DrillSession, drill_cleaner
+from dr_engine.drill.session import COPY_HOOKS, DrillResource, DrillSession, drill_cleaner
 from dr_engine.world.core import read_state
 
 APP = "world-app"

@@ -20,7 +20,6 @@ that stopped answering. :meth:`World.restore_region` continues them.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import secrets
@@ -34,56 +33,18 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from dr_engine.errors import DrError
-from dr_engine.providers.pg_processes import signal_server
+from dr_engine.providers.postgres.processes import signal_server
 from dr_engine.world import processes
+from dr_engine.world.extras import MOTO_MODULES as MOTO_MODULES  # re-exported
+from dr_engine.world.extras import WorldError as WorldError  # re-exported: the world's error
+from dr_engine.world.extras import WorldExtraMissing as WorldExtraMissing  # re-exported
+from dr_engine.world.extras import require_moto as require_moto  # re-exported
 from dr_engine.world.postgres import NodeSpec, PgNode, PostgresPair, stop_node
 
 #: Where the default (demo) world lives: under /tmp because the ``postgres`` and ``bind``
 #: users must traverse every parent (home directories are often 0700).
 DEFAULT_ROOT = Path(tempfile.gettempdir()) / "dr-engine-world"
 STATE_FILE = "world.json"
-
-
-class WorldError(DrError):
-    """The world could not be started, found, or driven."""
-
-
-class WorldExtraMissing(WorldError):
-    """A part of the world needs a package of the ``world`` extra, and it is not installed.
-
-    A usage error (exit 2), not a failure: nothing was started, and installing the extra fixes it.
-    """
-
-    exit_code = 2
-
-
-#: What the local AWS endpoint imports in its child process: moto and, for its server mode, Flask.
-MOTO_MODULES = ("moto", "flask")
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ImportError:  # a meta-path finder that refuses the name counts as "not installed"
-        return False
-
-
-def require_moto(*, offer_no_moto: bool = True) -> None:
-    """Raise :class:`WorldExtraMissing` unless the local AWS endpoint (moto's server) can run.
-
-    ``offer_no_moto`` adds ``--no-moto`` to the hint (not for the demo: its runbook needs AWS).
-
-    Checked before anything starts: without it the moto child dies on import only after
-    PostgreSQL, BIND and the apps have started, and its error asks whether the port is in use.
-    """
-    missing = [name for name in MOTO_MODULES if not _installed(name)]
-    if missing:
-        hint = "install dr-engine[world] (pip install 'dr-engine[world]')"
-        if offer_no_moto:
-            hint += ", or start without the AWS part: --no-moto"
-        raise WorldExtraMissing(f"the local AWS endpoint of the embedded world needs {' and '.join(missing)}, "
-                                "which is not installed", hint=hint)
 
 
 @dataclass(frozen=True)
@@ -114,7 +75,7 @@ class WorldConfig:
     @classmethod
     def for_tests(cls, **overrides: Any) -> WorldConfig:
         """A configuration on fresh loopback addresses and free ports (never the demo's)."""
-        from dr_engine.testing.loopback import free_port, free_udp_tcp_port, region_addresses
+        from dr_engine.world.loopback import free_port, free_udp_tcp_port, region_addresses
 
         src, dst = region_addresses()
         base: dict[str, Any] = {
@@ -391,7 +352,7 @@ class World:
     # ------------------------------------------------------------------ load
     def start_load(self, *, interval: float = 0.02, max_duration: float = 600.0) -> Any:
         """Start the load generator on the public name (it follows DNS); returns it."""
-        from dr_engine.providers.dns import DnsServer
+        from dr_engine.providers.dns.client import DnsServer
         from dr_engine.world.load import LoadGenerator
 
         cfg = self.config
@@ -438,7 +399,7 @@ def seed_world_aws(cfg: WorldConfig, endpoint_url: str) -> dict[str, str]:
     The state buckets exist beforehand, as in a real estate, so ``dr plan`` can pre-flight a
     ``terraform.apply`` against the target region's state before any failover ran.
     """
-    from dr_engine.providers.terraform_backend import ensure_state_backend
+    from dr_engine.providers.terraform.backend import ensure_state_backend
     from dr_engine.world.aws_seed import AwsWorld, seed_aws_world
 
     seeded = seed_aws_world(endpoint_url, AwsWorld(source_region=cfg.source, target_region=cfg.target,

@@ -68,10 +68,10 @@ class DemoOutcome:
 def run_demo(settings: DemoSettings, runner: Runner, say: Callable[[str], None],
              warm_up: Callable[[], float] | None = None) -> DemoOutcome:
     """Run the scenario; ``say`` narrates, ``runner`` executes the plan."""
-    from dr_engine.loader import load_runbook
-    from dr_engine.plan import build_plan
-    from dr_engine.run import RunOptions
-    from dr_engine.statedir import StateDir
+    from dr_engine.config.loader import load_runbook
+    from dr_engine.engine.run import RunOptions
+    from dr_engine.evidence.statedir import StateDir
+    from dr_engine.planning.plan import build_plan
     from dr_engine.world.ledger_app import present_ack_seqs
 
     plan_check = build_plan(load_runbook(settings.runbook))  # fail fast on a broken runbook

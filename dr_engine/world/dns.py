@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from dr_engine.providers.dns import DnsServer, TsigKey, absolute_name, is_listening
+from dr_engine.providers.dns.client import DnsServer, TsigKey, absolute_name, is_listening
 from dr_engine.world.pids import pid_runs, stop_pid
 
 DEFAULT_ADDRESS = "127.0.0.1"

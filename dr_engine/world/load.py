@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO
 
 from dr_engine.clock import utc_iso
-from dr_engine.providers.dns import DnsServer
+from dr_engine.providers.dns.client import DnsServer
 from dr_engine.providers.http import request
 
 

@@ -2,7 +2,7 @@
 
 A subprocess (not a thread) so that a region outage can be simulated with SIGSTOP/SIGCONT and a
 restart really loses state. The child runs moto's WSGI app wrapped in
-:class:`dr_engine.testing.faults.FaultInjector` (a pass-through until a rule is added), binds
+:class:`dr_engine.world.faults.FaultInjector` (a pass-through until a rule is added), binds
 ``host:port`` (port 0: a free port) and prints ``ready URL`` once listening.
 
 Run it by hand with ``python -m dr_engine.world.moto_server --port 45800``. The demo listens on
@@ -58,7 +58,7 @@ class MotoServer:
         if self.running:
             return self.endpoint_url
         # Imported here: the world's core starts this module's server lazily (no import circle).
-        from dr_engine.world.core import require_moto
+        from dr_engine.world.extras import require_moto
 
         require_moto()
         log: Any = subprocess.DEVNULL
@@ -130,7 +130,7 @@ def serve(host: str, port: int) -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
-    from dr_engine.testing.faults import FaultInjector
+    from dr_engine.world.faults import FaultInjector
 
     app = FaultInjector(DomainDispatcherApplication(create_backend_app))
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)

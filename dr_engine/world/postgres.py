@@ -16,7 +16,7 @@ Why things are the way they are (see the platform notes):
 - ``wal_log_hints`` and ``wal_keep_size`` are on so that a later failback can ``pg_rewind``.
 - Processes are started with ``pg_ctl`` and stopped by the PID in ``postmaster.pid``, never by
   name. Each child of the postmaster leads its own process group, so a server's processes are
-  found by their working directory (:mod:`dr_engine.providers.pg_processes`).
+  found by their working directory (:mod:`dr_engine.providers.postgres.processes`).
 - Loopback connections trust by default; with a ``password`` they need it (SCRAM), so that
   secret-hygiene tests can plant a canary. Replication connections always trust loopback.
 """
@@ -116,7 +116,7 @@ class PgNode:
 
     def pid(self) -> int | None:
         """The running postmaster's PID, or None when it is not running (zombies count as gone)."""
-        from dr_engine.providers.postgres import postmaster_pid
+        from dr_engine.providers.postgres.client import postmaster_pid
 
         return postmaster_pid(self.pid_file)
 
@@ -269,7 +269,7 @@ class PostgresPair:
 
     def start_node(self, region: str, timeout: float = 60.0) -> None:
         """Start ``region``'s server with pg_ctl and wait until it accepts connections."""
-        from dr_engine.providers.pg_processes import clear_stale_locks
+        from dr_engine.providers.postgres.processes import clear_stale_locks
 
         node = self.nodes[region]
         clear_stale_locks(node.data_dir)  # a killed postmaster may linger as an unreaped zombie
@@ -346,7 +346,7 @@ class PostgresPair:
         Each PostgreSQL child leads its own process group, so the postmaster's group alone
         would leave the walsender, walreceiver and backends running through a "frozen host".
         """
-        from dr_engine.providers.pg_processes import signal_server
+        from dr_engine.providers.postgres.processes import signal_server
 
         node = self.nodes[region]
         pid = node.pid()
@@ -378,7 +378,7 @@ class PostgresPair:
 
 def stop_node(node: PgNode, bin_dir: Path, cwd: Path, timeout: float = 10.0) -> None:
     """Stop one server by its recorded PID: SIGCONT, pg_ctl -m immediate, SIGKILL as last resort."""
-    from dr_engine.providers.pg_processes import kill_server, server_pids, signal_server
+    from dr_engine.providers.postgres.processes import kill_server, server_pids, signal_server
 
     pid = node.pid()
     if pid is None:

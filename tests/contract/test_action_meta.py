@@ -1,7 +1,7 @@
 """Every registered action declares what the planner, `dr actions`, `dr iam-policy` and reviewers rely on.
 
 Driven by the registry: an action is checked because it is registered, never because a list here
-names it. An AWS action is one that subclasses :class:`~dr_engine.actions.aws_base.AwsAction`.
+names it. An AWS action is one that subclasses :class:`~dr_engine.actions.aws.base.AwsAction`.
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ import yaml
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from dr_engine.actions.aws_base import AwsAction
-from dr_engine.actions.base import Action, ActionParams, Capability
+from dr_engine.actions.aws.base import AwsAction
+from dr_engine.actions.base import Action, ActionParams
 from dr_engine.actions.registry import all_actions, load_builtin
+from dr_engine.capabilities import Capability
 from dr_engine.cli import build_app
-from dr_engine.loader import SECRET_PLACEHOLDER, load_regions, load_runbook
+from dr_engine.config.loader import SECRET_PLACEHOLDER, load_regions, load_runbook
+from dr_engine.config.yamlsafe import parse_path, parse_yaml
 from dr_engine.model import DrillBehaviour, Step
-from dr_engine.preflight import has_preflight
-from dr_engine.substitution import Reference, find_references, substitute
+from dr_engine.model.substitution import Reference, find_references, substitute
+from dr_engine.planning.preflight import has_preflight
 from dr_engine.testing.contracts import ActionContract
-from dr_engine.yamlsafe import parse_path, parse_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 ACTIONS = all_actions()

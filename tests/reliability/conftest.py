@@ -18,7 +18,7 @@ import pytest
 import reliability_kit as kit
 from reliability_kit import quiet_env
 
-from dr_engine.prefect_server import PrefectServer
+from dr_engine.flows.server import PrefectServer
 from dr_engine.testing.prefect_home import migrate_home
 
 FULL = "reliability_full"

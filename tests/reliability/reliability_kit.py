@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from dr_engine.actions.base import Capability
-from dr_engine.audit import read_events, verify
+from dr_engine.capabilities import Capability
+from dr_engine.engine.progress import Progress
+from dr_engine.engine.run import prepare_resume
 from dr_engine.errors import RunStateError
-from dr_engine.plan import ExecutionPlan
-from dr_engine.prefect_env import EMBEDDED_SETTINGS
-from dr_engine.progress import Progress
-from dr_engine.record import AUDIT_FILE, RunRecord, RunStatus, StepRecord
-from dr_engine.run import prepare_resume
-from dr_engine.statedir import StateDir
+from dr_engine.evidence.audit import read_events, verify
+from dr_engine.evidence.record import AUDIT_FILE, RunRecord, RunStatus, StepRecord
+from dr_engine.evidence.statedir import StateDir
+from dr_engine.flows.settings import EMBEDDED_SETTINGS
+from dr_engine.planning.plan import ExecutionPlan
 
 Outcome = Literal["recovered", "halted"]
 REPO = Path(__file__).resolve().parents[2]

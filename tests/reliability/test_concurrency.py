@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from reliability_kit import quiet_env
 
-from dr_engine.audit import read_events, verify
+from dr_engine.evidence.audit import read_events, verify
 
 pytestmark = pytest.mark.integration
 

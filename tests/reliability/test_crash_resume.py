@@ -30,10 +30,10 @@ import pytest
 import reliability_kit as kit
 from reliability_kit import REPO, quiet_env
 
-from dr_engine.audit import read_events, verify
-from dr_engine.loader import load_runbook
-from dr_engine.plan import build_plan
-from dr_engine.record import RunRecord
+from dr_engine.config.loader import load_runbook
+from dr_engine.evidence.audit import read_events, verify
+from dr_engine.evidence.record import RunRecord
+from dr_engine.planning.plan import build_plan
 
 pytestmark = pytest.mark.integration
 
@@ -233,7 +233,7 @@ def _check_failed_over(world: Any, run_dir: Path, acked: set[int]) -> dict[str, 
     """The final state of an uninterrupted failover: DNS on the target, one writable primary, no row lost."""
     from world_kit import writable_primaries
 
-    from dr_engine.providers.dns import DnsServer, query
+    from dr_engine.providers.dns.client import DnsServer, query
     from dr_engine.world.ledger_app import present_ack_seqs
 
     record = _record(run_dir)

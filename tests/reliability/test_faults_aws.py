@@ -1,7 +1,7 @@
 """Faults from the AWS endpoint for every AWS action kind of core-banking-aws (moto over HTTP).
 
 Faults come from the fault-injecting WSGI wrapper in front of moto
-(:mod:`dr_engine.testing.faults`): throttling, 503 and delays past the step deadline, added
+(:mod:`dr_engine.world.faults`): throttling, 503 and delays past the step deadline, added
 the moment the chosen step starts (:class:`reliability_kit.InjectAt`), so they hit that step
 and not an earlier one. Plus: the endpoint refusing connections (moto stopped) and moto
 restarted mid-run (every resource forgotten). After a halt the fault is cleared and the run is
@@ -20,14 +20,14 @@ import reliability_kit as kit
 import yaml
 from reliability_kit import REPO
 
-from dr_engine.loader import load_runbook
-from dr_engine.plan import build_plan
+from dr_engine.config.loader import load_runbook
+from dr_engine.engine.run import RunOptions, resume_run, start_run
+from dr_engine.evidence.record import RunStatus
+from dr_engine.planning.plan import build_plan
 from dr_engine.providers.aws.session import AwsTarget, client
-from dr_engine.record import RunStatus
-from dr_engine.run import RunOptions, resume_run, start_run
-from dr_engine.testing.faults import FaultControl
 from dr_engine.testing.moto_fixtures import faults, moto, moto_server  # noqa: F401
 from dr_engine.world.aws_seed import seed_aws_world
+from dr_engine.world.faults import FaultControl
 from dr_engine.world.moto_server import MotoServer
 
 pytestmark = pytest.mark.integration

@@ -16,10 +16,10 @@ import pytest
 import reliability_kit as kit
 
 import dr_engine.testing.actions  # noqa: F401 - registers fake.shift_traffic / fake.check_health
-from dr_engine.record import RunStatus
-from dr_engine.run import RunOptions, resume_run, start_run
-from dr_engine.testing.loopback import free_port
+from dr_engine.engine.run import RunOptions, resume_run, start_run
+from dr_engine.evidence.record import RunStatus
 from dr_engine.testing.runbooks import plan_from_steps
+from dr_engine.world.loopback import free_port
 
 PROBE = r'''
 import json, pathlib, socket, sys, time

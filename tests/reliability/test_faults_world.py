@@ -24,10 +24,10 @@ import yaml
 from reliability_kit import REPO
 from world_kit import dns_answer, safety_probe, started_world, writable_primaries
 
-from dr_engine.loader import load_runbook
-from dr_engine.plan import build_plan
-from dr_engine.record import RunRecord, RunStatus
-from dr_engine.run import RunOptions, resume_run, start_run
+from dr_engine.config.loader import load_runbook
+from dr_engine.engine.run import RunOptions, resume_run, start_run
+from dr_engine.evidence.record import RunRecord, RunStatus
+from dr_engine.planning.plan import build_plan
 from dr_engine.world import World
 
 pytestmark = pytest.mark.integration

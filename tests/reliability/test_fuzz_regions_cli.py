@@ -21,8 +21,8 @@ from reliability_kit import REPO
 from typer.testing import CliRunner
 
 from dr_engine.cli import build_app
+from dr_engine.config.loader import load_region, load_regions
 from dr_engine.errors import ConfigError
-from dr_engine.loader import load_region, load_regions
 
 FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 

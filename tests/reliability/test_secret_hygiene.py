@@ -17,10 +17,10 @@ import pytest
 import yaml
 from reliability_kit import REPO, quiet_env
 
-from dr_engine.record import RunStatus
-from dr_engine.run import RunOptions, start_run
-from dr_engine.testing.loopback import free_port
+from dr_engine.engine.run import RunOptions, start_run
+from dr_engine.evidence.record import RunStatus
 from dr_engine.testing.runbooks import plan_from_steps
+from dr_engine.world.loopback import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -48,7 +48,7 @@ def writable_primaries(world: World, timeout: float = 3.0) -> list[str]:
 
 def dns_answer(world: World) -> list[str]:
     """What the world's DNS server answers for the public name."""
-    from dr_engine.providers.dns import DnsServer, query
+    from dr_engine.providers.dns.client import DnsServer, query
 
     ends = world.endpoints()
     host, port = ends.dns_server.rsplit(":", 1)

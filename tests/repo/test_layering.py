@@ -30,26 +30,35 @@ def flow_violations(path: Path) -> list[str]:
 
 
 def test_flows_import_only_prefect_dr_engine_and_stdlib() -> None:
-    flows = sorted((REPO / "flows").rglob("*.py"))
-    if (REPO / "flows" / "failover.py").exists():
-        assert any(p.name == "failover.py" for p in flows)
-        assert len(flows) >= 1
+    # The Prefect adapter (dr_engine/flows/) and the thin prefect.yaml entrypoints (flows/).
+    flows = sorted([*(REPO / "dr_engine" / "flows").rglob("*.py"), *(REPO / "flows").rglob("*.py")])
+    assert {"failover.py", "deployments.py"} <= {p.name for p in flows}
     problems = [v for path in flows for v in flow_violations(path)]
     assert not problems, "flows/ are adapters: " + "; ".join(problems)
+
+
+def test_the_top_level_flows_folder_holds_only_prefect_yaml_entrypoints() -> None:
+    # Everything else lives in the package (dr_engine.flows); these files only re-export a flow.
+    import re
+    named = set(re.findall(r"entrypoint: (flows/[\w/]+\.py):", (REPO / "prefect.yaml").read_text()))
+    assert named and named == {str(p.relative_to(REPO)) for p in (REPO / "flows").glob("*.py")}
+    for path in (REPO / "flows").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        assert all(isinstance(n, ast.Expr | ast.ImportFrom | ast.Assign) for n in tree.body), path
 
 
 def test_the_flow_check_catches_a_violation(tmp_path: Path) -> None:
     # The rule must have teeth even while flows/ is small.
     bad = tmp_path / "flows" / "bad.py"
     bad.parent.mkdir()
-    bad.write_text("import os\nimport prefect\nfrom dr_engine.plan import build_plan\nimport boto3\n"
+    bad.write_text("import os\nimport prefect\nfrom dr_engine.planning.plan import build_plan\nimport boto3\n"
                    "def f():\n    from psycopg import connect\n")
     assert flow_violations(bad) == ["flows/bad.py:4: imports boto3", "flows/bad.py:6: imports psycopg"]
 
 
 def test_actions_never_import_an_sdk_at_module_level() -> None:
     problems = []
-    for path in sorted((REPO / "dr_engine" / "actions").glob("*.py")):
+    for path in sorted((REPO / "dr_engine" / "actions").rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         problems += [f"{path.name}:{line}: {module}" for module, line in imported_modules(tree, top_level_only=True)
                      if module in SDKS]

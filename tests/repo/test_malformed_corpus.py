@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from dr_engine.cli import build_app
-from dr_engine.yamlsafe import MAX_BYTES
+from dr_engine.config.yamlsafe import MAX_BYTES
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "corpus" / "malformed"

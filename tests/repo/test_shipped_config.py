@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dr_engine.loader import load_region, load_runbook
-from dr_engine.plan import build_plan
+from dr_engine.config.loader import load_region, load_runbook
+from dr_engine.planning.plan import build_plan
 
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOKS = sorted((REPO / "runbooks").glob("*.yaml"))

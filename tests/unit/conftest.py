@@ -9,7 +9,7 @@ import pytest
 from runbook_fixtures import CORPUS_REGIONS, LoadRunbook, WriteRunbook
 
 from dr_engine.actions.registry import register, unregister
-from dr_engine.loader import LoadedRunbook, load_runbook
+from dr_engine.config.loader import LoadedRunbook, load_runbook
 
 HEADER = """runbook: {name}
 source: east

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dr_engine.actions.base import Action, ActionParams, Capability, StepContext, StepResult
+from dr_engine.actions.base import Action, ActionParams, StepContext, StepResult
+from dr_engine.capabilities import Capability
 
 
 class DatasetParams(ActionParams):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from dr_engine.loader import LoadedRunbook
+from dr_engine.config.loader import LoadedRunbook
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS_REGIONS = REPO / "tests" / "corpus" / "regions"

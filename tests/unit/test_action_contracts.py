@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 import dr_engine.testing.actions as fakes
-from dr_engine.actions.base import Action, ActionParams, Capability, PreflightCheck, StepContext, StepResult
+from dr_engine.actions.base import Action, ActionParams, PreflightCheck, StepContext, StepResult
 from dr_engine.actions.registry import all_actions
+from dr_engine.capabilities import Capability
 from dr_engine.testing.clock import FakeClock
 from dr_engine.testing.contracts import ActionContract
 from dr_engine.testing.step_context import step_context

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dr_engine.actions.base import Action, ActionParams, Capability, StepContext, StepResult
+from dr_engine.actions.base import Action, ActionParams, StepContext, StepResult
 from dr_engine.actions.registry import (
     all_actions,
     close_matches,
@@ -18,6 +18,7 @@ from dr_engine.actions.registry import (
     unregister,
     walk_modules,
 )
+from dr_engine.capabilities import Capability
 
 
 def test_builtins_are_registered_and_sorted() -> None:
@@ -89,12 +90,13 @@ def test_register_rejects_duplicates_and_incomplete_classes() -> None:
 
 
 def test_drill_variants_are_found_by_walking_for_drill_modules() -> None:
-    from dr_engine.drill import COPY_HOOKS, load_drill_modules, variant_for
+    from dr_engine.drill.session import COPY_HOOKS, load_drill_modules, variant_for
 
     modules = load_drill_modules()
-    assert all(m.endswith("_drill") for m in modules)
-    # A variant beside its action, and the embedded world's drill app (a copy hook, not a variant).
-    assert {"dr_engine.actions.postgres_drill", "dr_engine.actions.dns_drill", "dr_engine.world.app_drill"} <= set(
+    # Every module of dr_engine.drill.variants; elsewhere only *_drill modules.
+    assert all(m.startswith("dr_engine.drill.variants.") or m.endswith("_drill") for m in modules)
+    # The built-in variants, and the embedded world's drill app (a copy hook, not a variant).
+    assert {"dr_engine.drill.variants.postgres", "dr_engine.drill.variants.dns", "dr_engine.world.app_drill"} <= set(
         modules)
     assert variant_for("postgres.promote") is not None and variant_for("dns.shift") is not None
     assert variant_for("control.wait") is None

@@ -11,19 +11,19 @@ from pathlib import Path
 import pytest
 
 import dr_engine.testing.actions  # noqa: F401  (registers the fake.* actions)
-from dr_engine.approval import (
+from dr_engine.engine.approval import (
     APPROVALS_DIR,
     open_approvals_dir,
     read_approval_token,
     write_approval_token,
 )
-from dr_engine.audit import default_actor
+from dr_engine.engine.run import RunOptions, start_run
 from dr_engine.errors import RunStateError
-from dr_engine.identity import PREFECT_UI_UNAUTHENTICATED, OsIdentity, TwoPersonRule
-from dr_engine.journal import rebuild_record
-from dr_engine.lock import NullLock
-from dr_engine.run import RunOptions, start_run
-from dr_engine.statedir import StateDir
+from dr_engine.evidence.audit import default_actor
+from dr_engine.evidence.identity import PREFECT_UI_UNAUTHENTICATED, OsIdentity, TwoPersonRule
+from dr_engine.evidence.journal import rebuild_record
+from dr_engine.evidence.statedir import StateDir
+from dr_engine.lock.base import NullLock
 from dr_engine.testing.runbooks import plan_from_steps
 
 REQUEST = "0123456789abcdef"
@@ -50,7 +50,7 @@ def test_the_record_keeps_the_initiators_os_identity(tmp_path: Path, monkeypatch
     assert record.triggered_by == "schedule"  # a label chosen by the caller
     assert record.initiator is not None
     assert (record.initiator.user, record.initiator.uid, record.initiator.host) == (me.user, me.uid, me.host)
-    from dr_engine.audit import read_events
+    from dr_engine.evidence.audit import read_events
 
     assert rebuild_record(read_events(StateDir(state).audit_file(record.run_id))).initiator == record.initiator
 

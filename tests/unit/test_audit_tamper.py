@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import dr_engine.testing.actions  # noqa: F401 - registers the fake actions
-from dr_engine.audit import AuditLog, AuditSealed, canonical, event_hash, read_events, verify
-from dr_engine.lock import NullLock
-from dr_engine.run import RunOptions, start_run
+from dr_engine.engine.run import RunOptions, start_run
+from dr_engine.evidence.audit import AuditLog, AuditSealed, canonical, event_hash, read_events, verify
+from dr_engine.lock.base import NullLock
 from dr_engine.testing.clock import FakeClock
 from dr_engine.testing.runbooks import plan_from_steps
 

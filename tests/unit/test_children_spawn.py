@@ -15,11 +15,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-from dr_engine import children
+from dr_engine.providers import children
 
 _STORM = textwrap.dedent("""
     import os, signal, subprocess, sys, threading, time
-    from dr_engine import children
+    from dr_engine.providers import children
     seen = []
     signal.signal(signal.SIGINT, lambda s, f: seen.append(s))  # dr's handler: note and go on
     stop = threading.Event()

@@ -10,13 +10,13 @@ from typer.testing import CliRunner
 import dr_engine.testing.actions  # noqa: F401  (registers the fake.* actions)
 from dr_engine.actions.base import StepContext
 from dr_engine.actions.control import ApproveParams
-from dr_engine.audit import read_events
 from dr_engine.cli import build_app
-from dr_engine.identity import ApprovalAnswer, OsIdentity, TwoPersonRule
-from dr_engine.lock import NullLock
-from dr_engine.record import Override, RunRecord, RunStatus, load_record
-from dr_engine.run import RunOptions, start_run
-from dr_engine.statedir import StateDir
+from dr_engine.engine.run import RunOptions, start_run
+from dr_engine.evidence.audit import read_events
+from dr_engine.evidence.identity import ApprovalAnswer, OsIdentity, TwoPersonRule
+from dr_engine.evidence.record import Override, RunRecord, RunStatus, load_record
+from dr_engine.evidence.statedir import StateDir
+from dr_engine.lock.base import NullLock
 from dr_engine.testing.runbooks import plan_from_steps
 
 STEPS = """
@@ -152,7 +152,7 @@ def test_without_any_approver_the_run_halts_before_the_first_step(tmp_path: Path
 
 
 def test_resume_keeps_the_two_person_rule_for_allow_data_loss(tmp_path: Path) -> None:
-    from dr_engine.run import resume_run
+    from dr_engine.engine.run import resume_run
 
     plan = plan_from_steps(tmp_path, STEPS, name="dl-resume")
     state = tmp_path / "state"
@@ -171,9 +171,9 @@ def test_resume_keeps_the_two_person_rule_for_allow_data_loss(tmp_path: Path) ->
 
 def _halted_copy(state: Path, run_id: str, *events: tuple[str, dict[str, Any]]) -> None:
     """End the run ``run_id`` again as halted, after ``events`` (type, data with actor)."""
-    from dr_engine.audit import AuditLog
-    from dr_engine.journal import rebuild_record
-    from dr_engine.record import write_record
+    from dr_engine.evidence.audit import AuditLog
+    from dr_engine.evidence.journal import rebuild_record
+    from dr_engine.evidence.record import write_record
 
     run_dir = StateDir(state).run_dir(run_id)
     lines = (run_dir / "audit.jsonl").read_text().splitlines(keepends=True)
@@ -188,7 +188,7 @@ def _halted_copy(state: Path, run_id: str, *events: tuple[str, dict[str, Any]]) 
 
 
 def test_resume_after_an_approval_does_not_ask_again(tmp_path: Path) -> None:
-    from dr_engine.run import resume_run
+    from dr_engine.engine.run import resume_run
 
     plan = plan_from_steps(tmp_path, STEPS, name="dl-resume-approved")
     state = tmp_path / "state"
@@ -201,7 +201,7 @@ def test_resume_after_an_approval_does_not_ask_again(tmp_path: Path) -> None:
 
 
 def test_an_approval_recorded_without_an_identity_does_not_count_on_resume(tmp_path: Path) -> None:
-    from dr_engine.run import resume_run
+    from dr_engine.engine.run import resume_run
 
     plan = plan_from_steps(tmp_path, STEPS, name="dl-resume-old")
     state = tmp_path / "state"

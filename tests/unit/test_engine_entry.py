@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 import dr_engine.testing.actions as fakes
+from dr_engine.engine.run import RunOptions, options_from_parameters, reserve, start_run
 from dr_engine.errors import LockHeld, RunStateError
-from dr_engine.lock import FileLock
+from dr_engine.evidence.record import RunStatus
+from dr_engine.lock.base import FileLock
 from dr_engine.model import RunMode
-from dr_engine.record import RunStatus
-from dr_engine.run import RunOptions, options_from_parameters, reserve, start_run
 from dr_engine.testing.runbooks import plan_from_steps
 
 assert fakes.CALLS is not None  # registers the fake.* actions

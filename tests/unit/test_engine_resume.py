@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 import dr_engine.testing.actions as fakes
-from dr_engine.audit import read_events, verify
+from dr_engine.engine.progress import Progress
+from dr_engine.engine.run import RunOptions, prepare_resume, resume_run, start_run
 from dr_engine.errors import LockHeld, RunStateError
-from dr_engine.journal import rebuild_record
-from dr_engine.lock import FileLock, NullLock
-from dr_engine.plan import ExecutionPlan
-from dr_engine.progress import Progress
-from dr_engine.record import RunRecord, RunStatus, StepRecord, StepStatus, load_record
-from dr_engine.run import RunOptions, prepare_resume, resume_run, start_run
+from dr_engine.evidence.audit import read_events, verify
+from dr_engine.evidence.journal import rebuild_record
+from dr_engine.evidence.record import RunRecord, RunStatus, StepRecord, StepStatus, load_record
+from dr_engine.lock.base import FileLock, NullLock
+from dr_engine.planning.plan import ExecutionPlan
 from dr_engine.testing.clock import FakeClock
 from dr_engine.testing.runbooks import plan_from_steps
 
@@ -169,7 +169,7 @@ def test_resume_accepts_unique_prefixes_and_rejects_unknown_ids(tmp_path: Path) 
 
 
 def test_a_resume_that_lost_the_race_reads_the_record_again_under_the_lock(tmp_path: Path) -> None:
-    from dr_engine.run import Engine, resume_options
+    from dr_engine.engine.run import Engine, resume_options
 
     clock = FakeClock()
     plan = plan_from_steps(tmp_path, STEPS)
@@ -206,7 +206,7 @@ def test_resume_refuses_changed_region_files_unless_forced(tmp_path: Path) -> No
 
 
 def test_a_resumed_run_keeps_the_failed_attempt_the_halt_and_the_time_between_sessions(tmp_path: Path) -> None:
-    from dr_engine.record import AttemptOutcome
+    from dr_engine.evidence.record import AttemptOutcome
 
     clock = FakeClock()
     plan = plan_from_steps(tmp_path, STEPS)
@@ -237,7 +237,7 @@ def test_a_resumed_run_keeps_the_failed_attempt_the_halt_and_the_time_between_se
 
 
 def test_a_crashed_session_ends_its_running_attempt_as_interrupted(tmp_path: Path) -> None:
-    from dr_engine.record import AttemptOutcome
+    from dr_engine.evidence.record import AttemptOutcome
 
     clock = FakeClock()
     plan = plan_from_steps(tmp_path, STEPS.replace("times: 1", "times: 0"))

@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 
 import dr_engine.testing.actions as fakes
-from dr_engine.audit import read_events, verify
+from dr_engine.engine.executors import ThreadExecutor
+from dr_engine.engine.progress import RecordingProgress
+from dr_engine.engine.run import RunOptions, start_run
 from dr_engine.errors import ConfigError, LockHeld
-from dr_engine.executors import ThreadExecutor
-from dr_engine.journal import rebuild_record
-from dr_engine.lock import FileLock, NullLock
+from dr_engine.evidence.audit import read_events, verify
+from dr_engine.evidence.journal import rebuild_record
+from dr_engine.evidence.record import RunRecord, RunStatus, StepStatus, load_record
+from dr_engine.evidence.statedir import StateDir
+from dr_engine.lock.base import FileLock, NullLock
 from dr_engine.model import RunMode
-from dr_engine.plan import ExecutionPlan
-from dr_engine.progress import RecordingProgress
-from dr_engine.record import RunRecord, RunStatus, StepStatus, load_record
-from dr_engine.run import RunOptions, start_run
-from dr_engine.statedir import StateDir
+from dr_engine.planning.plan import ExecutionPlan
 from dr_engine.testing.clock import FakeClock
 from dr_engine.testing.runbooks import plan_from_steps
 
@@ -244,8 +244,8 @@ def test_halting_stops_new_steps_but_lets_running_ones_finish(tmp_path: Path) ->
     # Real threads and time: `boom` fails once `busy` is running, and `busy` ends only after that.
     import threading
 
-    from dr_engine.audit import read_events
     from dr_engine.clock import SystemClock
+    from dr_engine.evidence.audit import read_events
 
     reached, release = tmp_path / "busy.reached", tmp_path / "busy.release"
     plan = plan_from_steps(tmp_path, f"""

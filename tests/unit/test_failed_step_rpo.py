@@ -8,15 +8,16 @@ from pathlib import Path
 import pytest
 
 import dr_engine.testing.actions  # noqa: F401  (registers the fake.* actions)
-from dr_engine.actions.base import Action, ActionParams, Capability, RpoObservation, StepContext, StepResult
+from dr_engine.actions.base import Action, ActionParams, RpoObservation, StepContext, StepResult
 from dr_engine.actions.registry import register, unregister
-from dr_engine.audit import read_events
+from dr_engine.capabilities import Capability
+from dr_engine.engine.run import RunOptions, start_run
 from dr_engine.errors import VerificationFailed
-from dr_engine.journal import rebuild_record
-from dr_engine.lock import NullLock
-from dr_engine.record import StepStatus
-from dr_engine.run import RunOptions, start_run
-from dr_engine.statedir import StateDir
+from dr_engine.evidence.audit import read_events
+from dr_engine.evidence.journal import rebuild_record
+from dr_engine.evidence.record import StepStatus
+from dr_engine.evidence.statedir import StateDir
+from dr_engine.lock.base import NullLock
 from dr_engine.testing.runbooks import plan_from_steps
 
 

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from dr_engine.actions.registry import register, unregister
 from dr_engine.cli import build_app
+from dr_engine.config.loader import load_runbook
 from dr_engine.errors import ConfigError, PlanError
-from dr_engine.loader import load_runbook
-from dr_engine.plan import build_plan
+from dr_engine.planning.plan import build_plan
 
 REPO = Path(__file__).resolve().parents[2]
 REGIONS = REPO / "tests" / "corpus" / "regions"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dr_engine.gcpause import gc_paused
+from dr_engine.config.gcpause import gc_paused
 
 
 @pytest.fixture

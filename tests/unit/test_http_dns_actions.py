@@ -9,12 +9,12 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from dr_engine.actions.base import Capability
 from dr_engine.actions.dns import Shift, ShiftParams
 from dr_engine.actions.dns import Verify as DnsVerify
 from dr_engine.actions.endpoints import parse_server
 from dr_engine.actions.http import Verify, VerifyParams, judge
 from dr_engine.actions.registry import lookup
+from dr_engine.capabilities import Capability
 from dr_engine.clock import Deadline
 from dr_engine.errors import VerificationFailed
 from dr_engine.model import DrillBehaviour, Step

@@ -19,14 +19,14 @@ import pytest
 from typer.testing import CliRunner
 
 import dr_engine.testing.actions  # noqa: F401 - registers the fake actions
-from dr_engine.audit import canonical, event_hash, read_events
 from dr_engine.cli import build_app
+from dr_engine.engine.run import RunOptions, start_run
 from dr_engine.errors import ConfigError
-from dr_engine.lock import NullLock
-from dr_engine.record import RunRecord, load_record
-from dr_engine.run import RunOptions, start_run
-from dr_engine.statedir import StateDir
-from dr_engine.substitution import find_unclosed
+from dr_engine.evidence.audit import canonical, event_hash, read_events
+from dr_engine.evidence.record import RunRecord, load_record
+from dr_engine.evidence.statedir import StateDir
+from dr_engine.lock.base import NullLock
+from dr_engine.model.substitution import find_unclosed
 from dr_engine.testing.clock import FakeClock
 from dr_engine.testing.runbooks import plan_from_steps
 

@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 
 import dr_engine.testing.actions  # noqa: F401 - registers the fake actions
-from dr_engine.audit import read_events, verify
-from dr_engine.executors import ThreadExecutor
-from dr_engine.interrupts import Interrupts
-from dr_engine.lock import NullLock
-from dr_engine.progress import Progress, RecordingProgress
-from dr_engine.record import RunStatus, StepStatus
+from dr_engine.engine.executors import ThreadExecutor
+from dr_engine.engine.interrupts import Interrupts
+from dr_engine.engine.progress import Progress, RecordingProgress
+from dr_engine.engine.run import RunOptions, resume_run, start_run
+from dr_engine.evidence.audit import read_events, verify
+from dr_engine.evidence.record import RunStatus, StepStatus
+from dr_engine.evidence.statedir import StateDir
+from dr_engine.lock.base import NullLock
 from dr_engine.report.publish import run_report
-from dr_engine.run import RunOptions, resume_run, start_run
-from dr_engine.statedir import StateDir
 from dr_engine.testing.runbooks import plan_from_steps
 
 STEPS = """
@@ -153,8 +153,8 @@ def test_every_notification_the_engine_sends_is_a_progress_method() -> None:
     # A listener lacking one is logged as failing at the worst moment (a Ctrl-C at 3 a.m.).
     import re
 
-    import dr_engine.run
-    source = Path(dr_engine.run.__file__).read_text()
+    import dr_engine.engine.run
+    source = Path(dr_engine.engine.run.__file__).read_text()
     names = set(re.findall(r'_notify\("([a-z_]+)"', source))
     assert "run_interrupted" in names and "run_finished" in names
     assert {name for name in names if not callable(getattr(Progress, name, None))} == set()

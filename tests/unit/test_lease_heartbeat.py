@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 import dr_engine.testing.actions as fakes
-from dr_engine.audit import read_events
 from dr_engine.clock import SystemClock, parse_utc
+from dr_engine.engine.run import RunOptions, start_run
 from dr_engine.errors import LockHeld
-from dr_engine.lease_heartbeat import LeaseHeartbeat, heartbeat_interval, lease_ttl
-from dr_engine.lock import FileLock, NullLock
-from dr_engine.lock_backends import HeldLock
-from dr_engine.record import RunRecord, RunStatus, StepStatus
-from dr_engine.run import RunOptions, start_run
+from dr_engine.evidence.audit import read_events
+from dr_engine.evidence.record import RunRecord, RunStatus, StepStatus
+from dr_engine.lock.backends import HeldLock
+from dr_engine.lock.base import FileLock, NullLock
+from dr_engine.lock.heartbeat import LeaseHeartbeat, heartbeat_interval, lease_ttl
 from dr_engine.testing.clock import FakeClock
 from dr_engine.testing.leases import expire
 from dr_engine.testing.runbooks import plan_from_steps

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from runbook_fixtures import CORPUS_REGIONS, LoadRunbook, WriteRunbook
 
+from dr_engine.config.loader import SECRET_PLACEHOLDER, default_regions_dir, display_path, load_region, load_regions
+from dr_engine.config.yamlsafe import MAX_BYTES, format_path, line_for, parse_path, parse_yaml, read_yaml
 from dr_engine.errors import ConfigError, UnknownAction
-from dr_engine.loader import SECRET_PLACEHOLDER, default_regions_dir, display_path, load_region, load_regions
-from dr_engine.substitution import SecretText
-from dr_engine.yamlsafe import MAX_BYTES, format_path, line_for, parse_path, parse_yaml, read_yaml
+from dr_engine.model.substitution import SecretText
 
 OK = """  - id: announce
     action: shell.run
@@ -134,7 +134,7 @@ def test_a_secret_in_a_field_that_takes_none_is_refused_at_load_located(load: Lo
 
 def test_load_and_run_bind_secrets_through_one_path(load: LoadRunbook, monkeypatch: pytest.MonkeyPatch) -> None:
     """What `dr validate` accepts, a run binds: secrets in shell.run's command and env."""
-    from dr_engine.bindings import Bindings, bind_params
+    from dr_engine.config.bindings import Bindings, bind_params
     from dr_engine.model import RunMode
 
     monkeypatch.setenv("TEST_WEST_DB_PASSWORD", "BindCanary-1d7e")
@@ -182,7 +182,7 @@ def test_params_fields_holding_step_outputs_are_checked_at_run_time(load: LoadRu
 
 def test_unknown_region_and_bad_region_file(write_runbook: WriteRunbook, tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
-        from dr_engine.loader import load_runbook
+        from dr_engine.config.loader import load_runbook
 
         load_runbook(write_runbook(OK).with_name("rb.yaml"), regions_dir=tmp_path / "none")
     assert [p.path for p in exc.value.problems] == ["source", "target"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dr_engine.errors import LockHeld
-from dr_engine.lock import FileLock, Lock, NullLock
+from dr_engine.lock.base import FileLock, Lock, NullLock
 from dr_engine.testing.clock import FakeClock
 
 

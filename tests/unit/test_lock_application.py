@@ -10,12 +10,12 @@ import pytest
 
 import dr_engine.testing.actions as fakes
 from dr_engine.clock import SystemClock
+from dr_engine.config.loader import load_runbook
+from dr_engine.engine.run import RunOptions, start_run
 from dr_engine.errors import LockHeld
-from dr_engine.loader import load_runbook
-from dr_engine.lock import FileLock
-from dr_engine.plan import ExecutionPlan, build_plan
-from dr_engine.record import RunRecord, RunStatus
-from dr_engine.run import RunOptions, start_run
+from dr_engine.evidence.record import RunRecord, RunStatus
+from dr_engine.lock.base import FileLock
+from dr_engine.planning.plan import ExecutionPlan, build_plan
 from dr_engine.testing.runbooks import write_runbook
 
 assert fakes.CALLS is not None  # registers the fake.* actions

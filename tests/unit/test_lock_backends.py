@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from dr_engine.errors import ConfigError, LockHeld
-from dr_engine.lock import FileLock, Lease, Lock, NullLock, may_take
-from dr_engine.lock_backends import (
+from dr_engine.lock.backends import (
     HeldLock,
     LeaseLock,
     LockSettings,
@@ -20,6 +19,7 @@ from dr_engine.lock_backends import (
     last_lease,
     lock_for,
 )
+from dr_engine.lock.base import FileLock, Lease, Lock, NullLock, may_take
 from dr_engine.model import Region
 from dr_engine.testing.clock import FakeClock
 from dr_engine.testing.leases import MemoryLeaseStore, check_lock_contract

@@ -10,14 +10,14 @@ from typing import Any
 from typer.testing import CliRunner
 
 import dr_engine.testing.actions  # noqa: F401  (registers the fake.* actions)
-from dr_engine.audit import read_events, verify
 from dr_engine.cli import build_app
-from dr_engine.drill import drill_address, drill_behaviour
-from dr_engine.lock import NullLock
+from dr_engine.drill.session import drill_address, drill_behaviour
+from dr_engine.engine.run import RunOptions, resume_run, start_run
+from dr_engine.evidence.audit import read_events, verify
+from dr_engine.evidence.record import RunStatus, StepStatus
+from dr_engine.evidence.statedir import StateDir
+from dr_engine.lock.base import NullLock
 from dr_engine.model import DrillBehaviour, Region
-from dr_engine.record import RunStatus, StepStatus
-from dr_engine.run import RunOptions, resume_run, start_run
-from dr_engine.statedir import StateDir
 from dr_engine.testing.runbooks import plan_from_steps
 
 HALTS = """

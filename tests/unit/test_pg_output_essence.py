@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dr_engine.providers.postgres_admin import essence
+from dr_engine.providers.postgres.admin import essence
 
 FAILED_START = """\
 2026-11-29 02:09:37.001 UTC [1282] LOG:  starting PostgreSQL 15.8 on x86_64-pc-linux-gnu

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from runbook_fixtures import LoadRunbook
 
-from dr_engine.actions.base import Capability
+from dr_engine.capabilities import Capability
 from dr_engine.errors import PlanError
-from dr_engine.plan import DEFAULT_STEP_TIMEOUT, build_plan
+from dr_engine.planning.plan import DEFAULT_STEP_TIMEOUT, build_plan
 
 pytestmark = pytest.mark.usefixtures("fake_actions")
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dr_engine.prefect_server import api_call
+from dr_engine.flows.server import api_call
 
 
 class _Scripted(BaseHTTPRequestHandler):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import dr_engine.testing.actions as fakes
 from dr_engine.actions.postgres import promotion_outcome
-from dr_engine.lock import NullLock
-from dr_engine.record import RunStatus
-from dr_engine.run import RunOptions, resume_run, start_run
+from dr_engine.engine.run import RunOptions, resume_run, start_run
+from dr_engine.evidence.record import RunStatus
+from dr_engine.lock.base import NullLock
 from dr_engine.testing.clock import FakeClock
 from dr_engine.testing.runbooks import plan_from_steps
 

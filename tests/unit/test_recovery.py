@@ -8,10 +8,10 @@ import pytest
 
 from dr_engine.clock import Deadline
 from dr_engine.errors import ProviderError, StepTimeout, TransientError
-from dr_engine.record import RpoRecord, StepRecord, StepStatus
-from dr_engine.recovery import RpoReading, aggregate_rpo, human_wait_seconds
+from dr_engine.evidence.record import RpoRecord, StepRecord, StepStatus
+from dr_engine.evidence.recovery import RpoReading, aggregate_rpo, human_wait_seconds
+from dr_engine.evidence.statedir import RUN_ID_PATTERN, StateDir
 from dr_engine.retry import RetryPolicy, call_with_retry
-from dr_engine.statedir import RUN_ID_PATTERN, StateDir
 from dr_engine.testing.clock import FakeClock
 
 
@@ -132,7 +132,7 @@ def _at(seconds: float) -> str:
 
 
 def _initial(*, incident: str = T0, declared: bool | None = False, approve: bool = False) -> dict[str, object]:
-    from dr_engine.record import RunRecord
+    from dr_engine.evidence.record import RunRecord
 
     steps = [StepRecord(id="work", action="fake.fail", capability="exec.run"),
              StepRecord(id="healthy", action="fake.check_health", capability="health.verify")]
@@ -182,8 +182,8 @@ def _failed_then_resumed() -> list[dict[str, object]]:
 
 
 def test_a_resume_keeps_every_attempt_of_the_step_it_reruns() -> None:
-    from dr_engine.journal import rebuild_record
-    from dr_engine.record import AttemptOutcome
+    from dr_engine.evidence.journal import rebuild_record
+    from dr_engine.evidence.record import AttemptOutcome
 
     record = rebuild_record(_failed_then_resumed())
     work = record.step("work")
@@ -206,7 +206,7 @@ def test_a_resume_keeps_every_attempt_of_the_step_it_reruns() -> None:
 
 
 def test_the_rto_parts_add_up_to_the_rto() -> None:
-    from dr_engine.journal import rebuild_record
+    from dr_engine.evidence.journal import rebuild_record
 
     record = rebuild_record(_failed_then_resumed())
     split = record.rto_breakdown
@@ -220,7 +220,7 @@ def test_the_rto_parts_add_up_to_the_rto() -> None:
 
 
 def test_the_rto_split_counts_a_declared_incident_and_every_approval_wait() -> None:
-    from dr_engine.journal import rebuild_record
+    from dr_engine.evidence.journal import rebuild_record
 
     incident = _at(-300)
     events = _log(
@@ -251,8 +251,8 @@ def test_the_rto_split_counts_a_declared_incident_and_every_approval_wait() -> N
 
 
 def test_abandoned_cancelled_and_crashed_attempts_stay_in_the_history() -> None:
-    from dr_engine.journal import rebuild_record
-    from dr_engine.record import AttemptOutcome
+    from dr_engine.evidence.journal import rebuild_record
+    from dr_engine.evidence.record import AttemptOutcome
 
     events = _log(
         _initial(),
@@ -292,8 +292,8 @@ def test_abandoned_cancelled_and_crashed_attempts_stay_in_the_history() -> None:
 
 
 def test_records_written_before_the_history_still_load_and_infer_the_incident_start() -> None:
-    from dr_engine.journal import rebuild_record
-    from dr_engine.record import RunRecord
+    from dr_engine.evidence.journal import rebuild_record
+    from dr_engine.evidence.record import RunRecord
 
     old = _initial(declared=None)
     for step_data in old["steps"]:  # type: ignore[attr-defined]
@@ -311,7 +311,7 @@ def test_records_written_before_the_history_still_load_and_infer_the_incident_st
 
 
 def test_a_reseal_by_an_operator_keeps_how_the_session_ended() -> None:
-    from dr_engine.journal import rebuild_record
+    from dr_engine.evidence.journal import rebuild_record
 
     events = _log(
         _initial(),

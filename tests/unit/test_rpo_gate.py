@@ -17,21 +17,22 @@ from typing import Any
 
 import pytest
 
-import dr_engine.providers
 import dr_engine.providers.postgres
-from dr_engine import audit as ev
-from dr_engine.actions.aws_rds import CheckReplica, CheckReplicaParams
-from dr_engine.actions.base import Action, ActionParams, Capability, StepContext, StepResult
+import dr_engine.providers.postgres.client
+from dr_engine.actions.aws.rds import CheckReplica, CheckReplicaParams
+from dr_engine.actions.base import Action, ActionParams, StepContext, StepResult
 from dr_engine.actions.postgres import CheckLag
 from dr_engine.actions.registry import all_actions, register, unregister
-from dr_engine.audit import AuditLog, read_events, verify
+from dr_engine.capabilities import Capability
 from dr_engine.capabilities.data import OVERRIDE_EVENT, Standing, rpo_gate, standing
+from dr_engine.engine.run import RunOptions, start_run
 from dr_engine.errors import PreconditionFailed
-from dr_engine.lock import NullLock
+from dr_engine.evidence import audit as ev
+from dr_engine.evidence.audit import AuditLog, read_events, verify
+from dr_engine.evidence.record import RunStatus, StepStatus
+from dr_engine.evidence.statedir import StateDir
+from dr_engine.lock.base import NullLock
 from dr_engine.model.outcome import RpoObservation
-from dr_engine.record import RunStatus, StepStatus
-from dr_engine.run import RunOptions, start_run
-from dr_engine.statedir import StateDir
 from dr_engine.testing.runbooks import plan_from_steps
 from dr_engine.testing.step_context import step_context
 
@@ -99,7 +100,7 @@ def test_the_event_type_is_the_audit_logs() -> None:
 # ------------------------------------------------------------------ every data.check action
 
 class _StandbyWithoutReceiver:
-    """Stands in for dr_engine.providers.postgres: a standby that never replayed, no WAL receiver."""
+    """Stands in for dr_engine.providers.postgres.client: a standby that never replayed, no WAL receiver."""
 
     @contextmanager
     def connect(self, dsn: str, deadline: Any, **kwargs: Any) -> Iterator[object]:
@@ -113,7 +114,7 @@ class _StandbyWithoutReceiver:
 
 
 def _check_lag_unknown(ctx: StepContext, monkeypatch: pytest.MonkeyPatch) -> StepResult:
-    monkeypatch.setattr(dr_engine.providers, "postgres", _StandbyWithoutReceiver())
+    monkeypatch.setattr(dr_engine.providers.postgres, "client", _StandbyWithoutReceiver())
     return CheckLag().run(CheckLag.Params(dsn="postgresql://postgres@127.0.0.1:9/ledger", cluster="ledger"), ctx)
 
 

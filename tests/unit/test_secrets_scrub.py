@@ -16,10 +16,10 @@ from urllib.parse import quote, quote_plus
 import pytest
 from rich.table import Table
 
-from dr_engine.audit import AuditLog, read_events, verify
-from dr_engine.bindings import read_secret
+from dr_engine.config.bindings import read_secret
+from dr_engine.evidence.audit import AuditLog, read_events, verify
+from dr_engine.evidence.secrets_scrub import MASK, MIN_LENGTH, ScrubbingStream, register, scrub_text, scrub_value
 from dr_engine.model import Region
-from dr_engine.secrets_scrub import MASK, MIN_LENGTH, ScrubbingStream, register, scrub_text, scrub_value
 
 
 def encoded_forms(value: str) -> list[str]:
@@ -59,7 +59,7 @@ def test_read_secret_registers_the_value_and_warns_about_short_ones_by_name(
                                                                  "short": {"env": "SCRUB_TEST_SHORT"}}})
     assert read_secret(region, "long").get_secret_value() == "ReadSecretCanary-5e1"
     assert scrub_text("login ReadSecretCanary-5e1 failed") == f"login {MASK} failed"
-    with caplog.at_level(logging.WARNING, logger="dr_engine.bindings"):
+    with caplog.at_level(logging.WARNING, logger="dr_engine.config.bindings"):
         read_secret(region, "short")
         read_secret(region, "short")
     warnings = [r.getMessage() for r in caplog.records if "too short" in r.getMessage() or "shorter" in r.getMessage()]

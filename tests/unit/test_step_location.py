@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 
-from dr_engine.actions.base import Action, ActionParams, Capability, PreflightCheck, StepContext, StepResult
+from dr_engine.actions.base import Action, ActionParams, PreflightCheck, StepContext, StepResult
 from dr_engine.actions.registry import register, unregister
-from dr_engine.loader import runbook_location
-from dr_engine.lock import NullLock
+from dr_engine.capabilities import Capability
+from dr_engine.config.loader import runbook_location
+from dr_engine.engine.run import RunOptions, start_run
+from dr_engine.evidence.record import RunStatus
+from dr_engine.lock.base import NullLock
 from dr_engine.model.location import RunbookLocation
-from dr_engine.preflight import run_preflight
-from dr_engine.record import RunStatus
-from dr_engine.run import RunOptions, start_run
+from dr_engine.planning.preflight import run_preflight
 from dr_engine.testing.clock import FakeClock
 from dr_engine.testing.runbooks import plan_from_steps
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dr_engine.substitution import Reference, find_references, parse_reference, substitute
+from dr_engine.model.substitution import Reference, find_references, parse_reference, substitute
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from dr_engine.providers.terraform import summarise_plan
-from dr_engine.providers.terraform_diagnostics import Failure, classify, first_error, parse_go_time, parse_lock_info
-from dr_engine.providers.terraform_process import Redactor
+from dr_engine.providers.terraform.cli import summarise_plan
+from dr_engine.providers.terraform.diagnostics import Failure, classify, first_error, parse_go_time, parse_lock_info
+from dr_engine.providers.terraform.process import Redactor
 
 LOCKED = """
 Error: Error acquiring the state lock

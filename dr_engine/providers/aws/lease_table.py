@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from dr_engine.errors import ProviderError
-from dr_engine.lock import Lease
+from dr_engine.model.lease import Lease
 from dr_engine.providers.aws.errors import call
 from dr_engine.providers.aws.session import AwsTarget, client
 
@@ -41,7 +41,7 @@ def _from_item(item: dict[str, Any]) -> Lease:
 
 
 class DynamoDbLeaseStore:
-    """A :class:`~dr_engine.lock_backends.LeaseStore` on one DynamoDB table."""
+    """A :class:`~dr_engine.lock.backends.LeaseStore` on one DynamoDB table."""
 
     def __init__(self, target: AwsTarget, table: str) -> None:
         self.target = target

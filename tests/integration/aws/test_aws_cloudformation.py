@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from dr_engine.actions.aws_cloudformation import Apply, ApplyParams, Check, CheckParams
+from dr_engine.actions.aws.cloudformation import Apply, ApplyParams, Check, CheckParams
 from dr_engine.actions.base import StepContext
 from dr_engine.errors import PreconditionFailed, ProviderError, TransientError
-from dr_engine.testing.faults import FaultControl
+from dr_engine.world.faults import FaultControl
 
 pytestmark = pytest.mark.integration
 Ctx = Callable[..., StepContext]

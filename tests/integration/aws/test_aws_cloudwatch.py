@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from dr_engine.actions.aws_cloudwatch import AlarmsParams, VerifyAlarms
+from dr_engine.actions.aws.cloudwatch import AlarmsParams, VerifyAlarms
 from dr_engine.actions.base import StepContext
 from dr_engine.errors import PreconditionFailed, StepTimeout, TransientError, VerificationFailed
-from dr_engine.testing.faults import FaultControl
 from dr_engine.world.aws_seed import AwsWorld
+from dr_engine.world.faults import FaultControl
 
 pytestmark = pytest.mark.integration
 Ctx = Callable[..., StepContext]

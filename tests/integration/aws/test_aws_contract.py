@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dr_engine.actions.aws_route53 import Shift
+from dr_engine.actions.aws.route53 import Shift
 from dr_engine.actions.base import StepContext
 from dr_engine.testing.contracts import ActionContract
 from dr_engine.world.aws_seed import AwsWorld

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from dr_engine.actions.aws_rds import CheckReplica, CheckReplicaParams, PromoteParams, PromoteReplica
+from dr_engine.actions.aws.rds import CheckReplica, CheckReplicaParams, PromoteParams, PromoteReplica
 from dr_engine.actions.base import StepContext
-from dr_engine.audit import AuditLog, read_events, verify
 from dr_engine.errors import PreconditionFailed, ProviderError, TransientError
+from dr_engine.evidence.audit import AuditLog, read_events, verify
 from dr_engine.retry import RetryPolicy, call_with_retry
-from dr_engine.testing.faults import FaultControl
 from dr_engine.world.aws_seed import AwsWorld
+from dr_engine.world.faults import FaultControl
 
 pytestmark = pytest.mark.integration
 Ctx = Callable[..., StepContext]

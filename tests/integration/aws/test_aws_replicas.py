@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from dr_engine.actions.aws_dynamodb import ReplicaParams, VerifyReplica
-from dr_engine.actions.aws_secretsmanager import SecretParams, VerifySecretReplica
+from dr_engine.actions.aws.dynamodb import ReplicaParams, VerifyReplica
+from dr_engine.actions.aws.secretsmanager import SecretParams, VerifySecretReplica
 from dr_engine.actions.base import StepContext
 from dr_engine.errors import PreconditionFailed, TransientError, VerificationFailed
-from dr_engine.testing.faults import FaultControl
 from dr_engine.world.aws_seed import AwsWorld
+from dr_engine.world.faults import FaultControl
 
 pytestmark = pytest.mark.integration
 Ctx = Callable[..., StepContext]

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from dr_engine.actions.aws_route53 import RecordParams, Shift, Verify
+from dr_engine.actions.aws.route53 import RecordParams, Shift, Verify
 from dr_engine.actions.base import StepContext
 from dr_engine.errors import PreconditionFailed, ProviderError, TransientError, VerificationFailed
-from dr_engine.testing.faults import FaultControl
 from dr_engine.world.aws_seed import AwsWorld
+from dr_engine.world.faults import FaultControl
 
 pytestmark = pytest.mark.integration
 Ctx = Callable[..., StepContext]

@@ -12,11 +12,11 @@ import yaml
 from typer.testing import CliRunner
 
 from dr_engine.cli import build_app
-from dr_engine.loader import load_runbook
+from dr_engine.config.loader import load_runbook
+from dr_engine.engine.run import RunOptions, start_run
 from dr_engine.model import RunMode
-from dr_engine.plan import build_plan
-from dr_engine.preflight import failed, run_preflight
-from dr_engine.run import RunOptions, start_run
+from dr_engine.planning.plan import build_plan
+from dr_engine.planning.preflight import failed, run_preflight
 from dr_engine.world.aws_seed import seed_aws_world
 from dr_engine.world.moto_server import MotoServer
 
@@ -92,7 +92,7 @@ def test_dr_failover_runs_the_aws_runbook_in_a_real_prefect_flow(repo: Path, mot
     import subprocess
     import sys
 
-    from dr_engine.prefect_env import EMBEDDED_SETTINGS
+    from dr_engine.flows.settings import EMBEDDED_SETTINGS
 
     seed_aws_world(moto.endpoint_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "DR_STATE_DIR"}

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from dr_engine.errors import LockHeld
-from dr_engine.lock import Lease
-from dr_engine.lock_backends import LeaseLock, LockSettings, lock_for
+from dr_engine.lock.backends import LeaseLock, LockSettings, lock_for
+from dr_engine.lock.base import Lease
 from dr_engine.model import Region
 from dr_engine.providers.aws.lease_table import DynamoDbLeaseStore
 from dr_engine.providers.aws.session import AwsTarget

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dr_engine.cli import build_app
-from dr_engine.readiness import latest, run_readiness
+from dr_engine.engine.readiness import latest, run_readiness
 from dr_engine.testing.webhook_receiver import WebhookReceiver
 from dr_engine.world.moto_server import MotoServer
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dr_engine.providers.dns import replace_record
-from dr_engine.testing.loopback import free_udp_tcp_port, region_addresses
+from dr_engine.providers.dns.client import replace_record
 from dr_engine.world.dns import BindServer
+from dr_engine.world.loopback import free_udp_tcp_port, region_addresses
 
 
 @pytest.fixture(scope="session")

@@ -15,10 +15,10 @@ from pydantic import SecretStr
 from dr_engine.actions.dns import Shift, ShiftParams, Verify, VerifyParams
 from dr_engine.errors import PreconditionFailed, ProviderError, TransientError, VerificationFailed
 from dr_engine.model import Region
-from dr_engine.providers.dns import query
-from dr_engine.testing.loopback import free_udp_tcp_port
+from dr_engine.providers.dns.client import query
 from dr_engine.testing.step_context import step_context
 from dr_engine.world.dns import BindError, BindServer
+from dr_engine.world.loopback import free_udp_tcp_port
 
 pytestmark = pytest.mark.integration
 

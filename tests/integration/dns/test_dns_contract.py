@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dr_engine.actions.dns import Shift
-from dr_engine.providers.dns import query
+from dr_engine.providers.dns.client import query
 from dr_engine.testing.contracts import ActionContract
 from dr_engine.testing.step_context import step_context
 from dr_engine.world.dns import BindServer

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from scripted_http import ScriptedServer
 
-from dr_engine.testing.loopback import region_addresses
+from dr_engine.world.loopback import region_addresses
 
 
 @pytest.fixture(scope="session")

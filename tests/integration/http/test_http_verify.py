@@ -13,9 +13,9 @@ from scripted_http import ScriptedServer
 
 from dr_engine.actions.http import Verify, VerifyParams
 from dr_engine.errors import VerificationFailed
-from dr_engine.testing.loopback import free_port, free_udp_tcp_port
 from dr_engine.testing.step_context import step_context
 from dr_engine.world.dns import BindServer
+from dr_engine.world.loopback import free_port, free_udp_tcp_port
 
 pytestmark = pytest.mark.integration
 

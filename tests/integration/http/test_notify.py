@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 import dr_engine.testing.actions  # noqa: F401 - registers the fake actions
-from dr_engine.lock import NullLock
+from dr_engine.engine.notify import Notifier, Target, message
+from dr_engine.engine.run import RunOptions, start_run
+from dr_engine.evidence.record import RunStatus
+from dr_engine.lock.base import NullLock
 from dr_engine.model.notify import NotifyEvent
-from dr_engine.notify import Notifier, Target, message
-from dr_engine.record import RunStatus
-from dr_engine.run import RunOptions, start_run
 from dr_engine.testing.runbooks import plan_from_steps
 from dr_engine.testing.webhook_receiver import WebhookReceiver
 
@@ -99,7 +99,7 @@ def test_a_halt_is_notified_with_a_redacted_error(tmp_path: Path, monkeypatch: p
 
 def test_broken_webhooks_never_fail_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="dr_engine.notify")
+    caplog.set_level(logging.WARNING, logger="dr_engine.engine.notify")
     with WebhookReceiver(status=500) as failing, WebhookReceiver(delay=3.0) as slow, WebhookReceiver() as good:
         unreachable = WebhookReceiver(path="/hooks/T000/B000/gone-secret")
         unreachable.stop()  # its port is closed now: connection refused

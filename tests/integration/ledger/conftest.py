@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dr_engine.testing.loopback import free_port, region_addresses
 from dr_engine.world.ledger_app import ensure_schema
+from dr_engine.world.loopback import free_port, region_addresses
 from dr_engine.world.postgres import NodeSpec, PostgresPair
 
 

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from dr_engine.providers.http import request
-from dr_engine.testing.loopback import free_port
 from dr_engine.world.ledger_app import LedgerProcess, LedgerServer, ensure_schema, present_ack_seqs
+from dr_engine.world.loopback import free_port
 from dr_engine.world.postgres import PostgresPair
 
 pytestmark = pytest.mark.integration

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from dr_engine.actions.postgres import Reconcile, ReconcileParams
-from dr_engine.providers.dns import replace_record
-from dr_engine.testing.loopback import free_port, free_udp_tcp_port
+from dr_engine.providers.dns.client import replace_record
 from dr_engine.testing.step_context import step_context
 from dr_engine.world.dns import BindServer
 from dr_engine.world.ledger_app import LedgerServer, present_ack_seqs
 from dr_engine.world.load import LoadGenerator, read_ack_log
+from dr_engine.world.loopback import free_port, free_udp_tcp_port
 from dr_engine.world.postgres import PostgresPair
 
 pytestmark = pytest.mark.integration

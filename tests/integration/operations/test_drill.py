@@ -10,16 +10,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from dr_engine.audit import read_events, verify
-from dr_engine.drill import drill_address
-from dr_engine.loader import load_runbook
+from dr_engine.config.loader import load_runbook
+from dr_engine.drill.session import drill_address
+from dr_engine.engine.run import RunOptions, start_run
+from dr_engine.evidence.audit import read_events, verify
+from dr_engine.evidence.record import AUDIT_FILE, RunRecord, RunStatus, StepStatus
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.model import RunMode
-from dr_engine.plan import build_plan
-from dr_engine.providers.dns import DnsServer, query
-from dr_engine.providers.postgres import responsive
-from dr_engine.record import AUDIT_FILE, RunRecord, RunStatus, StepStatus
-from dr_engine.run import RunOptions, start_run
-from dr_engine.statedir import StateDir
+from dr_engine.planning.plan import build_plan
+from dr_engine.providers.dns.client import DnsServer, query
+from dr_engine.providers.postgres.client import responsive
 from dr_engine.world import World
 
 pytestmark = pytest.mark.integration

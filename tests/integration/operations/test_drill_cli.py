@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from dr_engine.audit import read_events, verify
-from dr_engine.prefect_env import EMBEDDED_SETTINGS
-from dr_engine.providers.postgres import responsive
-from dr_engine.record import RunStatus
-from dr_engine.statedir import StateDir
+from dr_engine.evidence.audit import read_events, verify
+from dr_engine.evidence.record import RunStatus
+from dr_engine.evidence.statedir import StateDir
+from dr_engine.flows.settings import EMBEDDED_SETTINGS
+from dr_engine.providers.postgres.client import responsive
 from dr_engine.world import World
 
 pytestmark = pytest.mark.integration

@@ -9,14 +9,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dr_engine.audit import verify
-from dr_engine.loader import load_runbook
+from dr_engine.config.loader import load_runbook
+from dr_engine.engine.run import RunOptions, start_run
+from dr_engine.evidence.audit import verify
+from dr_engine.evidence.record import RunRecord, RunStatus
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.model import RunMode
-from dr_engine.plan import build_plan
-from dr_engine.providers.dns import DnsServer, query
-from dr_engine.record import RunRecord, RunStatus
-from dr_engine.run import RunOptions, start_run
-from dr_engine.statedir import StateDir
+from dr_engine.planning.plan import build_plan
+from dr_engine.providers.dns.client import DnsServer, query
 from dr_engine.world import World
 from dr_engine.world.ledger_app import present_ack_seqs
 

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from pg_pairs import PairFactory
 
-from dr_engine.testing.loopback import free_port, region_addresses
+from dr_engine.world.loopback import free_port, region_addresses
 from dr_engine.world.postgres import NodeSpec, PostgresPair
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import psycopg
 
-from dr_engine.providers.pg_processes import server_pids
-from dr_engine.providers.postgres import DEFAULT_BIN, process_state
+from dr_engine.providers.postgres.client import DEFAULT_BIN, process_state
+from dr_engine.providers.postgres.processes import server_pids
 from dr_engine.world.postgres import PgNode, PostgresPair, stop_node
 
 PairFactory = Callable[..., PostgresPair]

@@ -11,8 +11,8 @@ from pg_pairs import AckedWriter, PairFactory, fail_region
 from pydantic import SecretStr
 
 from dr_engine.actions.postgres import CheckLag, Fence, Promote, Reconcile, VerifyWritable
-from dr_engine.audit import AuditLog, read_events
 from dr_engine.errors import FencingFailed, PreconditionFailed, VerificationFailed
+from dr_engine.evidence.audit import AuditLog, read_events
 from dr_engine.testing.step_context import step_context
 
 pytestmark = pytest.mark.integration

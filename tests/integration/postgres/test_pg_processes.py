@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from pg_pairs import PairFactory, wait_for, zombie_postmaster
 
-from dr_engine.providers import postgres_admin as admin
-from dr_engine.providers.pg_processes import clear_stale_locks, kill_server, server_pids, signal_server
-from dr_engine.providers.postgres import postmaster_pid, process_state
+from dr_engine.providers.postgres import admin
+from dr_engine.providers.postgres.client import postmaster_pid, process_state
+from dr_engine.providers.postgres.processes import clear_stale_locks, kill_server, server_pids, signal_server
 from dr_engine.world.postgres import PostgresPair
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 
 from dr_engine.errors import DrError, LockHeld
-from dr_engine.lock import Lease
-from dr_engine.lock_backends import LeaseLock
-from dr_engine.providers.postgres_lease import PostgresLeaseStore
+from dr_engine.lock.backends import LeaseLock
+from dr_engine.lock.base import Lease
+from dr_engine.providers.postgres.lease import PostgresLeaseStore
 from dr_engine.testing.leases import check_lock_contract
 from dr_engine.world.postgres import PostgresPair
 

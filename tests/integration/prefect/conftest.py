@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from prefect_kit import quiet_env
 
-from dr_engine.prefect_env import EMBEDDED_SETTINGS
+from dr_engine.flows.settings import EMBEDDED_SETTINGS
 from dr_engine.testing.prefect_home import migrate_home
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dr_engine.prefect_env import EMBEDDED_SETTINGS
+from dr_engine.flows.settings import EMBEDDED_SETTINGS
 
 REPO = Path(__file__).resolve().parents[3]
 DR = str(Path(sys.executable).parent / "dr")

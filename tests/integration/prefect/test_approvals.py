@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 
 import dr_engine.testing.actions  # noqa: F401  (registers the fake.* actions)
-from dr_engine.actions.base import Action, ActionParams, Capability, StepContext, StepResult
+from dr_engine.actions.base import Action, ActionParams, StepContext, StepResult
 from dr_engine.actions.registry import register
-from dr_engine.audit import read_events, verify
+from dr_engine.capabilities import Capability
+from dr_engine.engine.run import RunOptions
 from dr_engine.errors import PreconditionFailed
-from dr_engine.identity import PREFECT_UI_UNAUTHENTICATED, OsIdentity
-from dr_engine.prefect_env import EMBEDDED_SETTINGS
-from dr_engine.record import RunRecord, RunStatus, StepStatus
-from dr_engine.run import RunOptions
-from dr_engine.statedir import StateDir
+from dr_engine.evidence.audit import read_events, verify
+from dr_engine.evidence.identity import PREFECT_UI_UNAUTHENTICATED, OsIdentity
+from dr_engine.evidence.record import RunRecord, RunStatus, StepStatus
+from dr_engine.evidence.statedir import StateDir
+from dr_engine.flows.settings import EMBEDDED_SETTINGS
 from dr_engine.testing.runbooks import plan_from_steps
 
 pytestmark = pytest.mark.integration
@@ -66,7 +67,7 @@ def _steps(flag: Path, timeout: str = "60s", on_timeout: str = "reject") -> str:
 
 
 def _start(tmp_path: Path, steps: str, name: str) -> tuple[threading.Thread, dict[str, Any], Path]:
-    from flows.failover import launch
+    from dr_engine.flows.failover import launch
 
     plan = plan_from_steps(tmp_path, steps, name=name)
     state = tmp_path / "state"
@@ -187,7 +188,7 @@ def _resume_as_the_prefect_ui(state: Path, run_id: str, decision: str) -> None:
     """Answer like the Prefect UI's resume form: the typed fields, no answer file."""
     from prefect.flow_runs import resume_flow_run
 
-    from dr_engine.approval import pending_approval
+    from dr_engine.engine.approval import pending_approval
 
     pending = pending_approval(state, run_id)
     resume_flow_run(uuid.UUID(str(pending["flow_run_id"])),
@@ -217,7 +218,7 @@ def test_a_prefect_ui_answer_is_recorded_as_unauthenticated(in_process_prefect: 
 
 
 def test_a_prefect_ui_answer_cannot_approve_data_loss(in_process_prefect: Path, tmp_path: Path) -> None:
-    from flows.failover import launch
+    from dr_engine.flows.failover import launch
 
     plan = plan_from_steps(tmp_path, "- id: healthy\n  action: fake.check_health\n", name="ui-data-loss-app")
     state = tmp_path / "state"

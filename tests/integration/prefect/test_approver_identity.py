@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from prefect_kit import DR, REPO, quiet_env
 
-from dr_engine.audit import AuditLog, read_events, verify
-from dr_engine.statedir import StateDir
+from dr_engine.evidence.audit import AuditLog, read_events, verify
+from dr_engine.evidence.statedir import StateDir
 
 pytestmark = pytest.mark.integration
 

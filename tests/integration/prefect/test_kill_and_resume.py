@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from prefect_kit import DR, REPO, dr, quiet_env
 
-from dr_engine.audit import read_events, verify
+from dr_engine.evidence.audit import read_events, verify
 
 pytestmark = pytest.mark.integration
 

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 import dr_engine.testing.actions as fakes
-from dr_engine.audit import verify
 from dr_engine.clock import parse_utc
+from dr_engine.engine.progress import RecordingProgress
+from dr_engine.engine.run import RunOptions
 from dr_engine.errors import LockHeld
-from dr_engine.lock import FileLock
-from dr_engine.progress import RecordingProgress
-from dr_engine.record import RunStatus, StepStatus
-from dr_engine.run import RunOptions
+from dr_engine.evidence.audit import verify
+from dr_engine.evidence.record import RunStatus, StepStatus
+from dr_engine.lock.base import FileLock
 from dr_engine.testing.runbooks import plan_from_steps
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,7 @@ async def _flow_runs(name: str) -> list[Any]:
 
 
 def test_a_run_is_one_flow_run_with_concurrent_step_tasks(in_process_prefect: Path, tmp_path: Path) -> None:
-    from flows.failover import launch
+    from dr_engine.flows.failover import launch
 
     plan = plan_from_steps(tmp_path, PARALLEL, name="parallel-app")
     progress = RecordingProgress()
@@ -81,7 +81,7 @@ def test_a_run_is_one_flow_run_with_concurrent_step_tasks(in_process_prefect: Pa
 
 
 def test_a_failed_run_marks_the_flow_run_failed_and_can_be_resumed(in_process_prefect: Path, tmp_path: Path) -> None:
-    from flows.failover import launch, resume_run
+    from dr_engine.flows.failover import launch, resume_run
 
     plan = plan_from_steps(tmp_path, """
 - id: first
@@ -105,7 +105,7 @@ def test_a_failed_run_marks_the_flow_run_failed_and_can_be_resumed(in_process_pr
 
 
 def test_lock_held_is_raised_before_a_run_starts(in_process_prefect: Path, tmp_path: Path) -> None:
-    from flows.failover import launch
+    from dr_engine.flows.failover import launch
 
     plan = plan_from_steps(tmp_path, "- id: healthy\n  action: fake.check_health\n", name="locked-app")
     FileLock(tmp_path / "state" / "locks").acquire("locked-app", "20260101T000000Z-abcdef")

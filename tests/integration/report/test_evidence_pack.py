@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dr_engine.audit import canonical
+from dr_engine.evidence.audit import canonical
 from dr_engine.report.evidence import MANIFEST, build_evidence, verify_evidence
 from dr_engine.report.model import build_run_report, content_digest
 from dr_engine.report.publish import render_run_files

@@ -17,10 +17,10 @@ import pytest
 from PIL import Image
 
 import dr_engine.testing.actions  # noqa: F401 - registers the fake actions
-from dr_engine.lock import NullLock
-from dr_engine.record import RunRecord
+from dr_engine.engine.run import RunOptions, resume_run, start_run
+from dr_engine.evidence.record import RunRecord
+from dr_engine.lock.base import NullLock
 from dr_engine.report.charts import COLORS
-from dr_engine.run import RunOptions, resume_run, start_run
 from dr_engine.testing.clock import FakeClock
 from dr_engine.testing.runbooks import plan_from_steps
 

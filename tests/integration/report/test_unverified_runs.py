@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dr_engine.audit import canonical
+from dr_engine.evidence.audit import canonical
 from dr_engine.testing.sample_runs import SampleRuns
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from dr_engine.prefect_server import PrefectServer, ServeRunner, api_call
-from dr_engine.readiness import latest
-from dr_engine.record import RunStatus
-from dr_engine.statedir import StateDir
+from dr_engine.engine.readiness import latest
+from dr_engine.evidence.record import RunStatus
+from dr_engine.evidence.statedir import StateDir
+from dr_engine.flows.server import PrefectServer, ServeRunner, api_call
 
 pytestmark = pytest.mark.integration
 

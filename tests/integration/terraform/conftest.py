@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dr_engine.testing.loopback import free_port
+from dr_engine.world.loopback import free_port
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from dr_engine.actions.terraform import (
     destroy_drill_workspace,
 )
 from dr_engine.errors import PreconditionFailed
-from dr_engine.providers.terraform_backend import ensure_state_backend
-from dr_engine.substitution import Reference, substitute
+from dr_engine.model.substitution import Reference, substitute
+from dr_engine.providers.terraform.backend import ensure_state_backend
 
 pytestmark = pytest.mark.integration
 
@@ -142,11 +142,11 @@ def test_full_failover_run_feeds_outputs_to_a_health_check(moto_endpoint: str, t
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from dr_engine.loader import load_runbook
+    from dr_engine.config.loader import load_runbook
+    from dr_engine.engine.run import RunOptions, start_run
     from dr_engine.model import RunMode
-    from dr_engine.plan import build_plan
-    from dr_engine.run import RunOptions, start_run
-    from dr_engine.testing.loopback import free_port, region_addresses
+    from dr_engine.planning.plan import build_plan
+    from dr_engine.world.loopback import free_port, region_addresses
 
     source_addr, target_addr = region_addresses()
 

@@ -15,14 +15,14 @@ from tf_support import REPO, STACKS, context, region
 
 from dr_engine.actions.terraform import Apply, CheckState, CheckStateParams, StackParams
 from dr_engine.errors import PreconditionFailed, ProviderError, StepTimeout
-from dr_engine.providers.terraform import (
+from dr_engine.providers.terraform.backend import ensure_state_backend, read_lock
+from dr_engine.providers.terraform.cli import (
     StateLocked,
     TerraformEnv,
     build_env,
     find_terraform,
     s3_backend_config,
 )
-from dr_engine.providers.terraform_backend import ensure_state_backend, read_lock
 from dr_engine.testing.step_context import step_context
 
 pytestmark = pytest.mark.integration

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from dr_engine.audit import read_events, verify
-from dr_engine.loader import load_runbook
-from dr_engine.plan import build_plan
-from dr_engine.providers.dns import DnsServer, query
-from dr_engine.record import AUDIT_FILE, RunStatus
-from dr_engine.run import RunOptions, start_run
+from dr_engine.config.loader import load_runbook
+from dr_engine.engine.run import RunOptions, start_run
+from dr_engine.evidence.audit import read_events, verify
+from dr_engine.evidence.record import AUDIT_FILE, RunStatus
+from dr_engine.planning.plan import build_plan
+from dr_engine.providers.dns.client import DnsServer, query
 from dr_engine.world import World, WorldConfig
 from dr_engine.world.ledger_app import present_ack_seqs
 
@@ -181,14 +181,14 @@ def _aws(endpoint_url: str, region: str) -> Callable[[str], Any]:
 
 def record_dir(state: Path, run_id: str) -> Path:
     """Where the engine keeps a run's files."""
-    from dr_engine.statedir import StateDir
+    from dr_engine.evidence.statedir import StateDir
 
     return StateDir(state).run_dir(run_id)
 
 
 def test_stopping_a_world_whose_region_is_frozen_leaves_no_process(make_world: WorldFactory) -> None:
-    from dr_engine.providers.pg_processes import server_pids
-    from dr_engine.providers.postgres import process_state
+    from dr_engine.providers.postgres.client import process_state
+    from dr_engine.providers.postgres.processes import server_pids
 
     world = make_world(apps=False, dns=False, moto=False)
     assert world.pg is not None

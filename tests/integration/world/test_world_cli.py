@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from dr_engine.loader import load_runbook
-from dr_engine.plan import build_plan
-from dr_engine.providers.pg_processes import server_pids
-from dr_engine.providers.postgres import process_state
+from dr_engine.config.loader import load_runbook
+from dr_engine.planning.plan import build_plan
+from dr_engine.providers.postgres.client import process_state
+from dr_engine.providers.postgres.processes import server_pids
 from dr_engine.world.core import DEFAULT_ROOT, WorldConfig, region_yaml
 
 REPO = Path(__file__).resolve().parents[3]

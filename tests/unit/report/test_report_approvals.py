@@ -8,12 +8,12 @@ from pathlib import Path
 import dr_engine.testing.actions  # noqa: F401  (registers the fake.* actions)
 from dr_engine.actions.base import StepContext
 from dr_engine.actions.control import ApproveParams
-from dr_engine.identity import ApprovalAnswer, OsIdentity
-from dr_engine.lock import NullLock
-from dr_engine.record import RunStatus
+from dr_engine.engine.run import RunOptions, start_run
+from dr_engine.evidence.identity import ApprovalAnswer, OsIdentity
+from dr_engine.evidence.record import RunStatus
+from dr_engine.evidence.statedir import StateDir
+from dr_engine.lock.base import NullLock
 from dr_engine.report.publish import render_run_files, run_report
-from dr_engine.run import RunOptions, start_run
-from dr_engine.statedir import StateDir
 from dr_engine.testing.runbooks import plan_from_steps
 
 STEPS = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dr_engine.report.redact import MASK, is_secret_key, looks_secret, redact_text, redact_value
+from dr_engine.evidence.redact import MASK, is_secret_key, looks_secret, redact_text, redact_value
 
 
 @pytest.mark.parametrize(("text", "secret"), [

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 import dr_engine.testing.actions  # noqa: F401 - registers the fake actions
-from dr_engine.audit import AuditLog, read_events
 from dr_engine.clock import parse_utc
-from dr_engine.journal import rebuild_record
-from dr_engine.lock import NullLock
-from dr_engine.record import AUDIT_FILE, RUN_FILE, RunRecord
+from dr_engine.engine.run import RunOptions, resume_run, start_run
+from dr_engine.evidence.audit import AuditLog, read_events
+from dr_engine.evidence.journal import rebuild_record
+from dr_engine.evidence.record import AUDIT_FILE, RUN_FILE, RunRecord
+from dr_engine.lock.base import NullLock
 from dr_engine.report.charts import timeline_chart
 from dr_engine.report.publish import artifact_markdown, render_run_files, run_report
-from dr_engine.run import RunOptions, resume_run, start_run
 from dr_engine.testing.clock import FakeClock
 from dr_engine.testing.runbooks import plan_from_steps
 

@@ -1,1 +1,0 @@
-"""Prefect flows: thin adapters that run dr-engine plans (imports only prefect, dr_engine, stdlib)."""
