@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from dr_engine.capabilities import Capability as Capability  # re-exported: actions declare one
 from dr_engine.clock import Clock, Deadline
 from dr_engine.evidence.identity import ApprovalAnswer, TwoPersonRule
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.model import DrillBehaviour, Objectives, Region, RunMode
 from dr_engine.model.location import RunbookLocation
 from dr_engine.model.outcome import RpoObservation as RpoObservation  # re-exported (moved to model/)
@@ -113,7 +114,8 @@ class StepContext:
     deadline: Deadline
     clock: Clock
     log: logging.Logger
-    state_dir: Path
+    #: The run's state directory (pre-flight: the runbook's folder, which actions must leave clean).
+    state_dir: StateDir
     allow_data_loss: bool = False
     #: Set on the ``--allow-data-loss`` approval only: who may approve it (see dr_engine.evidence.identity).
     two_person: TwoPersonRule | None = None

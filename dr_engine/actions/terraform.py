@@ -31,6 +31,7 @@ from dr_engine.actions.registry import register
 from dr_engine.capabilities import Capability
 from dr_engine.clock import Deadline
 from dr_engine.errors import DrError, PreconditionFailed
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.model.units import Duration
 
 if TYPE_CHECKING:
@@ -124,12 +125,9 @@ def resolve_stack_dir(params: StackParams, ctx: StepContext) -> Path:
 def _work_root(ctx: StepContext) -> Path:
     """Where terraform's data dirs live: the run's state dir (pre-flight: the default state dir)."""
     if ctx.preflight:
-        from dr_engine.evidence.statedir import default_state_dir
-
         # dr plan's contexts point state_dir at the runbook folder, which must stay clean.
-        return default_state_dir().resolve() / "terraform"
-    # Absolute: terraform runs inside the stack directory, so a relative state dir (.dr) would miss.
-    return ctx.state_dir.resolve() / "terraform"
+        return StateDir().terraform_dir
+    return ctx.state_dir.terraform_dir
 
 
 def _budget(params: StackParams, ctx: StepContext) -> Deadline:

@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from functools import wraps
-from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
@@ -87,20 +86,23 @@ def print_json(data: Any) -> None:
 
 
 def state_dir_option() -> Any:
-    """The shared ``--state-dir`` option (env ``DR_STATE_DIR``, default ``.dr``), checked before the command runs."""
-    return typer.Option(Path(".dr"), "--state-dir", envvar="DR_STATE_DIR", callback=_checked_state_dir,
+    """The shared ``--state-dir`` option (env ``DR_STATE_DIR``, default ``.dr``), checked before the command runs.
+
+    The command receives a :class:`~dr_engine.evidence.statedir.StateDir` and passes it down.
+    """
+    return typer.Option(".dr", "--state-dir", envvar="DR_STATE_DIR", parser=_state_dir, metavar="PATH",
                         help="Where run records and audit logs live.")
 
 
-def _checked_state_dir(value: Path | None) -> Path | None:
+def _state_dir(value: str) -> Any:
     # Every command takes its state dir through this option: a path that cannot be one (a file,
     # or a folder under a file) is a usage error here, before anything starts (exit 2).
-    from dr_engine.evidence.statedir import check_state_dir
+    from dr_engine.evidence.statedir import StateDir
 
-    if value is None:
+    if isinstance(value, StateDir):
         return value
     try:
-        return check_state_dir(value)
+        return StateDir(value)
     except DrError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--state-dir'") from None
 

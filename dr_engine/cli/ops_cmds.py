@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -53,8 +52,8 @@ def _run(plan: ExecutionPlan, options: RunOptions) -> tuple[int, RunRecord | Non
 
     # Stop signals: handled by execute_and_render (dr_engine.engine.interrupts), as for `dr failover`.
     code = execute_and_render(plan, options)
-    record = StateDir(options.state_dir).load(options.run_id) if options.run_id and \
-        StateDir(options.state_dir).exists(options.run_id) else None
+    record = options.state.load(options.run_id) if options.run_id and \
+        options.state.exists(options.run_id) else None
     return code, record
 
 
@@ -79,7 +78,7 @@ def drill_cmd(
     reason: str = typer.Option("scheduled DR drill", "--reason", help="Why (recorded)."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Steps run at the same time."),
     grace: float = grace_option(),
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Test-fail over to drill copies (production untouched); drill copies are always removed."""
     plan = build_plan(load_runbook(resolve_runbook(runbook)))
@@ -98,7 +97,7 @@ def failback_cmd(
     reason: str = typer.Option("planned failback", "--reason", help="Why (recorded)."),
     concurrency: int = typer.Option(4, "--concurrency", min=1, max=64, help="Steps run at the same time."),
     grace: float = grace_option(),
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Return to the original region: rejoin it as a standby, then switch over with zero data loss."""
     plan = build_plan(load_runbook(resolve_runbook(runbook)))
@@ -119,7 +118,7 @@ def approve_cmd(
     as_: str = typer.Option(..., "--as", help="Your name, recorded beside your OS user (which is what counts)."),
     reject: bool = typer.Option(False, "--reject", help="Reject instead of approving."),
     comment: str = typer.Option("", "--comment", help="Why (recorded)."),
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Answer a run waiting in a control.approve step (or for an --allow-data-loss approval).
 
@@ -142,7 +141,7 @@ def approve_cmd(
     if problem is not None:  # refused here, before anything is sent: the run keeps waiting
         raise RunStateError(problem[0].replace("this run", f"run {pending['run_id']}"),
                             hint=problem[1].replace("RUN_ID", str(pending["run_id"])))
-    state = StateDir(state_dir)
+    state = state_dir
     token = ""
     if pending.get("request_id"):
         token = write_approval_token(state.run_dir(str(pending["run_id"])), run_id=str(pending["run_id"]),
@@ -182,7 +181,7 @@ def skip_cmd(
     reason: str = typer.Option(..., "--reason", help="Why (recorded; shown as a deviation in reports)."),
     force: bool = typer.Option(False, "--force", help="Allow skipping a safety-critical step (audited override)."),
     by: str = typer.Option(None, "--as", help="Who skips (default: user@host)."),
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Mark a step of a halted run as skipped; `dr resume` then continues after it."""
     from dr_engine.engine.controls import skip_step
@@ -197,7 +196,7 @@ def cancel_cmd(
     run_id: str = typer.Argument(..., help="Run id (a unique prefix or 'latest')."),
     reason: str = typer.Option("", "--reason", help="Why (recorded)."),
     by: str = typer.Option(None, "--as", help="Who cancels (default: user@host)."),
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Cancel a run: a running one stops before its next step; a halted one is marked cancelled."""
     from dr_engine.engine.controls import request_cancel
@@ -212,7 +211,7 @@ def cancel_cmd(
 @handle_errors
 def drill_cleanup_cmd(
     run_id: str = typer.Argument(..., help="Run id of a drill whose copies were not all removed."),
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Remove the drill copies a drill could not remove (e.g. after its process was killed)."""
     from dr_engine.engine.drill_cleanup import cleanup_run

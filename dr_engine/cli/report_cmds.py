@@ -43,7 +43,7 @@ def report_cmd(
     since: str = typer.Option(None, "--since", help="Period report: runs started on or after this date (UTC)."),
     until: str = typer.Option(None, "--until", help="Period report: runs started before the end of this date."),
     runbook: str = typer.Option(None, "--runbook", help="Period report: only this runbook."),
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Render the report of one run, or with --since the period report over many runs."""
     # Imported here: the renderers pull in matplotlib, which would slow every `dr` command.
@@ -58,7 +58,7 @@ def report_cmd(
         end = _time(until, "--until", end_of_day=True) if until else None
         period = build_period_report(state_dir, since=start, until=end, runbook=runbook,
                                      runbooks_dir=runbooks_dir())
-        target = out_dir or state_dir / "reports" / f"period-{period.since[:10]}-{period.until[:10]}"
+        target = out_dir or state_dir.root / "reports" / f"period-{period.since[:10]}-{period.until[:10]}"
         written = write_files(target, render_period_files(period, chosen))
         flagged = f", {len(period.unverified_runs)} UNVERIFIED" if period.unverified_runs else ""
         out().print(f"period report {period.verdict}: {period.total_runs} run(s), success rate "
@@ -68,7 +68,7 @@ def report_cmd(
     elif run_id:
         if until or runbook:
             raise typer.BadParameter("--until/--runbook apply to period reports (with --since)", param_hint="--since")
-        state = StateDir(state_dir)
+        state = state_dir
         run_dir = state.run_dir(state.resolve_run_id(run_id))
         report = run_report(run_dir)
         written = write_files(out_dir or run_dir / REPORT_DIR, render_run_files(report, chosen))
@@ -95,7 +95,7 @@ def evidence_cmd(
                                      help="'RUN_ID -o FILE.zip' builds a pack; 'verify FILE.zip' checks one."),
     output_file: Path = typer.Option(None, "--output-file", "-o", help="Where to write the pack (.zip)."),
     output: Output = typer.Option(Output.TEXT, "--output", help="text or json (for verify)."),
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Build a verifiable evidence pack of a run, or verify one (exit 1 when anything is wrong)."""
     if args[0] == "verify":
@@ -105,7 +105,7 @@ def evidence_cmd(
         return
     if len(args) != 1:
         raise typer.BadParameter("usage: dr evidence RUN_ID -o FILE.zip", param_hint="RUN_ID")
-    state = StateDir(state_dir)
+    state = state_dir
     run_id = state.resolve_run_id(args[0])
     target = output_file or Path(f"evidence-{run_id}.zip")
     from dr_engine.report.evidence import build_evidence  # lazy: pulls in the renderers
@@ -149,10 +149,10 @@ def note_cmd(
     close: str = typer.Option(None, "--close", help="Close the note with this id (e.g. N-1a2b3c)."),
     resolution: str = typer.Option("", "--resolution", help="With --close: how it was resolved."),
     output: Output = typer.Option(Output.TEXT, "--output", help="text or json"),
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Record a remediation item (audited) for a run, close one, or list them (no options)."""
-    state = StateDir(state_dir)
+    state = state_dir
     run_dir = state.run_dir(state.resolve_run_id(run_id))
     if close:
         if action or owner or due:

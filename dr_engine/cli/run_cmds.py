@@ -42,13 +42,13 @@ from dr_engine.model import RunMode
 from dr_engine.planning.plan import ExecutionPlan, build_plan
 
 
-def render_result(record: RunRecord, state_dir: Path, *, verdict: str | None = None) -> None:
+def render_result(record: RunRecord, state_dir: StateDir, *, verdict: str | None = None) -> None:
     """Print the end of a run: outcome, what changed, RTO/RPO, where the record is.
 
     ``verdict`` replaces the recorded status in the first line (``UNVERIFIED`` from ``dr show``).
     """
     console = out()
-    state = StateDir(state_dir)
+    state = state_dir
     console.print(f"Run {record.run_id}: {verdict or record.status.value.upper()}", markup=False)
     if record.status is RunStatus.SUCCEEDED and record.overrides:
         # A success reached by relaxing a safety rule must not read as a plain success.
@@ -111,7 +111,7 @@ def execute_and_render(plan: ExecutionPlan, options: RunOptions, *, live: bool =
     interrupts = options.interrupts or handle_stop_signals(options.grace_cap)
     options.interrupts = interrupts
     try:
-        configure(options.state_dir, quiet_console=True)
+        configure(options.state, quiet_console=True)
         from dr_engine.flows.failover import launch  # Prefect is imported only when something runs
 
         record = launch(plan, options, progress=LiveProgress(err()) if live else None)
@@ -122,11 +122,11 @@ def execute_and_render(plan: ExecutionPlan, options: RunOptions, *, live: bool =
             raise
         err().print(f"error: {exc}", markup=False)
         return exc.exit_code
-    render_result(record, options.state_dir)
+    render_result(record, options.state)
     return run_exit_code(record, interrupts)
 
 
-def resume_and_render(state_dir: Path, run_id: str, *, force: bool = False, reason: str = "",
+def resume_and_render(state_dir: StateDir, run_id: str, *, force: bool = False, reason: str = "",
                       take_over_lock: bool = False, live: bool = True, grace_cap: float | None = None) -> int:
     """Resume a run through Prefect with live progress; return the exit code."""
     interrupts = handle_stop_signals(grace_cap)
@@ -182,7 +182,7 @@ def failover_cmd(
     take_over_lock: bool = typer.Option(False, "--take-over-lock",
                                         help="Take over a STALE failover lock (holder dead or expired)."),
     grace: float = grace_option(),
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Fail an application over to its target region (asks you to type the runbook name)."""
     if allow_data_loss and not reason.strip():
@@ -221,7 +221,7 @@ def resume_cmd(
                                         help="Take over a stale lock of another run, or this run's lease "
                                              "held on a crashed machine (audited)."),
     grace: float = grace_option(),
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Resume an interrupted or halted run: finished steps are skipped, the rest re-run."""
     exit_run(resume_and_render(state_dir, run_id, force=force, reason=reason,
@@ -250,10 +250,10 @@ def _run_row(record: RunRecord, check: RunCheck) -> dict[str, Any]:
 @handle_errors
 def runs_cmd(
     output: Output = typer.Option(Output.TEXT, "--output", "-o", help="text or json"),
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """List runs with their status (oldest first)."""
-    state = StateDir(state_dir)
+    state = state_dir
     records = state.list_runs()
     checks = {r.run_id: _check(state, r.run_id, r) for r in records}
     if output is Output.JSON:
@@ -261,7 +261,7 @@ def runs_cmd(
         return
     console = out()
     if not records:
-        console.print(f"no runs in {StateDir(state_dir).runs_dir}", markup=False)
+        console.print(f"no runs in {state_dir.runs_dir}", markup=False)
         return
     table = Table(box=None, pad_edge=False)
     for column in ("run id", "runbook", "mode", "status", "started", "RTO", "by"):
@@ -284,10 +284,10 @@ def show_cmd(
     run_id: str = typer.Argument("latest", help="Run id (a unique prefix or 'latest')."),
     output: Output = typer.Option(Output.TEXT, "--output", "-o", help="text or json"),
     rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild the record from the audit log instead."),
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Print a run's summary (steps, RTO/RPO, what changed)."""
-    state = StateDir(state_dir)
+    state = state_dir
     full_id = state.resolve_run_id(run_id)
     record = (rebuild_record(read_events(state.audit_file(full_id))) if rebuild else state.load(full_id))
     check = _check(state, full_id, None if rebuild else record)
@@ -343,10 +343,10 @@ def _audit_targets(target: str | None, state: StateDir) -> list[Path]:
 def audit_verify_cmd(
     target: str = typer.Argument(None, help="Run id, run directory or audit.jsonl path (default: every run)."),
     output: Output = typer.Option(Output.TEXT, "--output", "-o", help="text or json"),
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Verify hash chains; exit 1 and say where when a log was modified, cut or reordered."""
-    paths = _audit_targets(target, StateDir(state_dir))
+    paths = _audit_targets(target, state_dir)
     results = [(p, verify(p)) for p in paths]
     if output is Output.JSON:
         print_json([{"path": str(p), "ok": r.ok, "count": r.count, "first_bad_line": r.first_bad_line,

@@ -26,6 +26,7 @@ from dr_engine.clock import SystemClock, parse_utc
 from dr_engine.config.loader import load_runbook
 from dr_engine.config.runbooks import resolve_runbook
 from dr_engine.engine.readiness import Readiness, latest, run_readiness
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.flows.settings import server_mode
 from dr_engine.lock.backends import LockSettings, last_lease, lock_for
 from dr_engine.model import format_duration, parse_duration
@@ -54,7 +55,7 @@ def readiness_cmd(
     runbooks_dir: Path = typer.Option(None, "--runbooks-dir", envvar="DR_RUNBOOKS_DIR",
                                       help="Where runbooks live (default ./runbooks)."),
     output: Output = typer.Option(Output.TEXT, "--output", "-o", help="text or json"),
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Would each runbook succeed now? Shows the latest readiness result (exit 1 when one is not ready)."""
     if run:
@@ -76,7 +77,7 @@ def readiness_cmd(
 def lock_show_cmd(
     runbook: str = typer.Argument(..., help="Runbook name or path."),
     output: Output = typer.Option(Output.TEXT, "--output", "-o", help="text or json"),
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Show the failover lock of a runbook's application: backend, holder, age, token, minimum interval."""
     loaded = load_runbook(resolve_runbook(runbook))
@@ -107,9 +108,9 @@ def lock_show_cmd(
                       f"{last.expires_at}", markup=False)
 
 
-def _serve_args(runbook: str, state_dir: Path, drill_cron: str, readiness_every: str,
+def _serve_args(runbook: str, state_dir: StateDir, drill_cron: str, readiness_every: str,
                 min_interval: str | None) -> list[str]:
-    args = ["--runbook", str(resolve_runbook(runbook).resolve()), "--state-dir", str(state_dir.resolve()),
+    args = ["--runbook", str(resolve_runbook(runbook).resolve()), "--state-dir", str(state_dir.root.resolve()),
             "--drill-cron", drill_cron, "--readiness-every", readiness_every]
     return [*args, "--min-interval", min_interval] if min_interval else args
 
@@ -125,7 +126,7 @@ def schedule_serve_cmd(
     drill_cron: str = DRILL_CRON,
     readiness_every: str = READINESS_EVERY,
     min_interval: str = MIN_INTERVAL,
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Register drill/failover/failback/readiness deployments on PREFECT_API_URL and serve them."""
     if not server_mode():
@@ -147,12 +148,12 @@ def schedule_server_cmd(
     drill_cron: str = DRILL_CRON,
     readiness_every: str = READINESS_EVERY,
     min_interval: str = MIN_INTERVAL,
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Start a local `prefect server` and a serve runner with a cron-scheduled drill; Ctrl-C stops both."""
     from dr_engine.flows.server import PrefectServer, ServeRunner
 
-    server_home = home or state_dir / "prefect-server"
+    server_home = home or state_dir.root / "prefect-server"
     server = PrefectServer(server_home, port=port)
     runner = ServeRunner("", _serve_args(runbook, state_dir, drill_cron, readiness_every, min_interval),
                          log_path=server_home / "runner.log")

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from dr_engine.cli.common import EXIT_OK, Output, err, handle_errors, out, print_json, state_dir_option
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.world.core import DEFAULT_ROOT, World, WorldConfig, WorldError, down, signal_region, status
 
 world_app = typer.Typer(help="Start, inspect and stop the embedded local two-region world.", no_args_is_help=True)
@@ -112,7 +113,7 @@ def demo_cmd(
     no_moto: bool = typer.Option(False, "--no-moto",
                                  help="Do not start the local AWS endpoint (the core-banking runbook needs it)."),
     root: Path = ROOT_OPTION,
-    state_dir: Path = state_dir_option(),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
     """Fail a core-banking ledger over for real: world up, load, region outage, runbook, RTO/RPO."""
     from dr_engine.cli.run_cmds import execute_and_render

@@ -47,6 +47,7 @@ from pydantic import BaseModel
 from dr_engine.actions.base import Action, ActionParams, StepContext
 from dr_engine.evidence.audit import read_events
 from dr_engine.evidence.record import AUDIT_FILE, RunRecord, StepStatus
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.model import DrillBehaviour, Region
 from dr_engine.planning.plan import ExecutionPlan, PlannedStep
 
@@ -270,7 +271,8 @@ class DrillSession:
         return StepContext(
             run_id=self.run_id, step_id=step_id, mode=RunMode.DRILL, source=loaded.source, target=loaded.target,
             objectives=loaded.runbook.objectives, deadline=Deadline(clock, timeout), clock=clock,
-            log=logging.getLogger(f"dr_engine.drill.session.cleanup.{step_id}"), state_dir=self.run_dir.parent.parent,
+            log=logging.getLogger(f"dr_engine.drill.cleanup.{step_id}"),
+            state_dir=StateDir(self.run_dir.parent.parent),
             secret_resolver=read_secret, runbook_location=runbook_location(loaded.path), run_dir=self.run_dir)
 
     def active(self, resource_id: str) -> DrillResource | None:

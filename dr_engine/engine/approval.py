@@ -194,9 +194,9 @@ def two_person_rule(record: RunRecord, allow_self_approval: bool, reason: str) -
     return TwoPersonRule(initiator=initiator, allow_self_approval=allow_self_approval, reason=reason)
 
 
-def pending_approval(state_dir: Path, run_id: str) -> dict[str, Any]:
+def pending_approval(state_dir: StateDir | Path, run_id: str) -> dict[str, Any]:
     """The open ``approval.requested`` event data of a run (RunStateError when none is open)."""
-    state = StateDir(state_dir)
+    state = StateDir.of(state_dir)
     try:
         full = state.resolve_run_id(run_id)
         events = read_events(state.audit_file(full))

@@ -19,12 +19,14 @@ from pathlib import Path
 from dr_engine.config.loader import load_runbook
 from dr_engine.config.runbooks import resolve_runbook
 from dr_engine.engine.run import RunOptions, failover_lock
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.lock.backends import LockSettings, check_min_interval
 from dr_engine.model import RunMode, parse_duration
 from dr_engine.planning.plan import ExecutionPlan, build_plan
 
 
-def prepare_automatic_run(runbook: str, *, mode: RunMode, state_dir: Path, regions_dir: Path | None = None,
+def prepare_automatic_run(runbook: str, *, mode: RunMode, state_dir: StateDir | Path,
+                          regions_dir: Path | None = None,
                           min_interval: str | None = None, triggered_by: str = "schedule",
                           reason: str = "") -> tuple[ExecutionPlan, RunOptions]:
     """The plan and options of an automatic run; LockHeld when it comes too soon after the last."""

@@ -36,8 +36,8 @@ OPERATOR_SKIP = "operator.skip"
 GATE_CAPABILITIES = frozenset({"data.check", "data.fence", "data.verify", "health.verify", "traffic.verify"})
 
 
-def _load(state_dir: Path, run_id: str) -> tuple[StateDir, str, RunRecord]:
-    state = StateDir(state_dir)
+def _load(state_dir: StateDir | Path, run_id: str) -> tuple[StateDir, str, RunRecord]:
+    state = StateDir.of(state_dir)
     full = state.resolve_run_id(run_id)
     audit_path = state.audit_file(full)
     check = verify(audit_path)
@@ -47,14 +47,14 @@ def _load(state_dir: Path, run_id: str) -> tuple[StateDir, str, RunRecord]:
     return state, full, rebuild_record(read_events(audit_path))
 
 
-def holder_alive(record: RunRecord, state_dir: Path) -> bool:
+def holder_alive(record: RunRecord, state_dir: StateDir | Path) -> bool:
     """True when a live process holds the failover lock for this run (it is really running)."""
     from dr_engine.lock.base import FileLock
 
-    lease = FileLock(StateDir(state_dir).locks_dir).inspect(record.application or record.runbook)
+    lease = FileLock(StateDir.of(state_dir).locks_dir).inspect(record.application or record.runbook)
     if lease is None or lease.run_id != record.run_id:
         return _recent_activity(record)
-    return not FileLock(StateDir(state_dir).locks_dir).is_stale(lease)
+    return not FileLock(StateDir.of(state_dir).locks_dir).is_stale(lease)
 
 
 def _recent_activity(record: RunRecord) -> bool:
@@ -62,7 +62,7 @@ def _recent_activity(record: RunRecord) -> bool:
     return any(s.status is StepStatus.RUNNING for s in record.steps) or record.status is RunStatus.RUNNING
 
 
-def append_events(state_dir: Path, run_id: str, events: list[tuple[str, str, dict[str, Any]]]) -> RunRecord:
+def append_events(state_dir: StateDir | Path, run_id: str, events: list[tuple[str, str, dict[str, Any]]]) -> RunRecord:
     """Append ``(type, actor, data)`` events to a stopped run and re-seal it with ``run.finished``.
 
     A ``run.finished`` among ``events`` only sets the status of the new seal. The events and the
@@ -84,7 +84,8 @@ def append_events(state_dir: Path, run_id: str, events: list[tuple[str, str, dic
 
 
 # ---------------------------------------------------------------------- cancel
-def request_cancel(state_dir: Path, run_id: str, *, by: str | None = None, reason: str = "") -> tuple[str, RunRecord]:
+def request_cancel(state_dir: StateDir | Path, run_id: str, *, by: str | None = None,
+                   reason: str = "") -> tuple[str, RunRecord]:
     """Cancel ``run_id``: ``("requested", record)`` for a live run, ``("cancelled", record)`` otherwise."""
     state, full, record = _load(state_dir, run_id)
     actor = by or default_actor()
@@ -123,7 +124,7 @@ def take_cancel_request(run_dir: Path) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------------- skip
-def skip_step(state_dir: Path, run_id: str, step_id: str, *, reason: str, by: str | None = None,
+def skip_step(state_dir: StateDir | Path, run_id: str, step_id: str, *, reason: str, by: str | None = None,
               force: bool = False) -> RunRecord:
     """Mark ``step_id`` of a stopped run as skipped (audited); ``dr resume`` continues after it."""
     from dr_engine.actions.registry import lookup

@@ -20,9 +20,9 @@ from dr_engine.evidence.statedir import StateDir
 from dr_engine.planning.plan import build_plan
 
 
-def cleanup_run(state_dir: Path, run_id: str) -> list[dict[str, Any]]:
+def cleanup_run(state_dir: StateDir | Path, run_id: str) -> list[dict[str, Any]]:
     """Remove every drill copy of ``run_id`` not yet removed; return one result per copy."""
-    state = StateDir(state_dir)
+    state = StateDir.of(state_dir)
     full = state.resolve_run_id(run_id)
     record = rebuild_record(read_events(state.audit_file(full)))
     if record.mode != "drill":

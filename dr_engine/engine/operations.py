@@ -149,7 +149,7 @@ class RunHooks:
         ctx = StepContext(run_id=engine.record.run_id, step_id=DATA_LOSS_STEP, mode=options.mode,
                           source=loaded.source, target=loaded.target, objectives=loaded.runbook.objectives,
                           deadline=Deadline(engine.clock, 7 * 24 * 3600.0), clock=engine.clock,
-                          log=logging.getLogger("dr_engine.engine.approval"), state_dir=engine.state.root,
+                          log=logging.getLogger("dr_engine.engine.approval"), state_dir=engine.state,
                           allow_data_loss=True, two_person=rule, emit=engine.emit, run_dir=engine.run_dir,
                           approval_gate=options.approval_gate)
         return data_loss_refusal(ctx, options.approval_gate, reason=reason, already_approved=approved)

@@ -9,7 +9,7 @@ from pathlib import Path
 from dr_engine.actions.base import ApprovalGate
 from dr_engine.clock import Clock, SystemClock
 from dr_engine.engine.interrupts import Interrupts
-from dr_engine.evidence.statedir import default_state_dir
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.lock.base import Lock
 from dr_engine.model import RunMode
 
@@ -24,7 +24,8 @@ class RunOptions:
 
     mode: RunMode = RunMode.FAILOVER
     run_id: str | None = None
-    state_dir: Path = field(default_factory=default_state_dir)
+    #: Where records, logs and locks live; a path given here becomes a :class:`StateDir` at once.
+    state_dir: StateDir | Path = field(default_factory=StateDir)
     incident_start: datetime | None = None
     allow_data_loss: bool = False
     triggered_by: str | None = None
@@ -51,6 +52,15 @@ class RunOptions:
     interrupts: Interrupts | None = None
     #: Longest grace, in seconds, for running steps after a stop signal (None: DR_INTERRUPT_GRACE or 120).
     grace_cap: float | None = None
+
+
+    def __post_init__(self) -> None:
+        self.state_dir = StateDir.of(self.state_dir)
+
+    @property
+    def state(self) -> StateDir:
+        """The run's state directory."""
+        return StateDir.of(self.state_dir)
 
 
 __all__ = ["RunOptions"]

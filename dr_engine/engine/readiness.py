@@ -102,7 +102,7 @@ def _last_test(state: StateDir, runbook: Runbook) -> tuple[str | None, str | Non
     return last.run_id, last.started_at, overdue
 
 
-def check_runbook(path: Path, state_dir: Path, *, regions_dir: Path | None = None) -> Readiness:
+def check_runbook(path: Path, state_dir: StateDir | Path, *, regions_dir: Path | None = None) -> Readiness:
     """Load, plan and pre-flight ``path`` (read-only); never raises for a problem it finds."""
     started = time.monotonic()
     checked_at = utc_iso(SystemClock().now())
@@ -121,17 +121,17 @@ def check_runbook(path: Path, state_dir: Path, *, regions_dir: Path | None = Non
         results = {}
         checks.append(Check("runbook", "pre-flight", False, f"{type(exc).__name__}: {exc}"))
     checks += [Check(step, c.name, c.ok, c.detail) for step, found in results.items() for c in found]
-    run_id, at, overdue = _last_test(StateDir(state_dir), rb)
+    run_id, at, overdue = _last_test(StateDir.of(state_dir), rb)
     return Readiness(runbook=rb.runbook, path=str(path), checked_at=checked_at, ready=all(c.ok for c in checks),
                      checks=checks, duration_seconds=round(time.monotonic() - started, 3), last_test_run=run_id,
                      last_test_at=at, drill_overdue=overdue)
 
 
-def _folder(state_dir: Path) -> Path:
-    return Path(state_dir) / READINESS_DIR
+def _folder(state_dir: StateDir | Path) -> Path:
+    return StateDir.of(state_dir).readiness_dir
 
 
-def store(state_dir: Path, result: Readiness) -> Path:
+def store(state_dir: StateDir | Path, result: Readiness) -> Path:
     """Write ``result`` as the latest of its runbook and append it to the history."""
     folder = _folder(state_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -142,7 +142,7 @@ def store(state_dir: Path, result: Readiness) -> Path:
     return latest
 
 
-def latest(state_dir: Path, runbook: str | None = None) -> list[Readiness]:
+def latest(state_dir: StateDir | Path, runbook: str | None = None) -> list[Readiness]:
     """The latest stored result per runbook (one runbook when named), sorted by name."""
     folder = _folder(state_dir)
     if not folder.is_dir():
@@ -209,7 +209,7 @@ def runbook_paths(folder: Path | None = None, only: str | None = None) -> list[P
     return sorted(p for p in folder.glob("*.y*ml") if p.is_file())
 
 
-def run_readiness(state_dir: Path, *, folder: Path | None = None, only: str | None = None,
+def run_readiness(state_dir: StateDir | Path, *, folder: Path | None = None, only: str | None = None,
                   regions_dir: Path | None = None, send: bool = True) -> list[Readiness]:
     """Check, store and (when worth it) notify for each runbook; return the results."""
     results: list[Readiness] = []

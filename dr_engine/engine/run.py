@@ -151,7 +151,7 @@ def _rpo_data(dataset: str | None, rpo: RpoObservation) -> dict[str, Any]:
 
 def failover_lock(plan: ExecutionPlan, options: RunOptions) -> Lock:
     """The lock a run of ``plan`` takes: ``options.lock``, else the target region's configured backend."""
-    return options.lock or lock_for(plan.loaded.target, StateDir(options.state_dir).root, clock=options.clock)
+    return options.lock or lock_for(plan.loaded.target, options.state, clock=options.clock)
 
 
 def _skips_in_drill(planned: PlannedStep, default: DrillBehaviour) -> bool:
@@ -169,7 +169,7 @@ class Engine:
         self.plan = plan
         self.options = options
         self.clock = options.clock
-        self.state = StateDir(options.state_dir)
+        self.state = options.state
         self.progress = progress or Progress()
         # Webhook notifications (runbook `notify:` / DR_NOTIFY_WEBHOOKS) listen like the live display.
         self._listeners: list[Progress] = [self.progress, *listeners_for(plan.loaded.runbook, plan.loaded.path.parent)]
@@ -718,7 +718,7 @@ class Engine:
         return StepContext(
             run_id=self.record.run_id, step_id=planned.id, mode=self.options.mode, source=loaded.source,
             target=loaded.target, objectives=loaded.runbook.objectives, deadline=deadline, clock=self.clock,
-            log=logging.getLogger(f"dr_engine.step.{planned.id}"), state_dir=self.state.root,
+            log=logging.getLogger(f"dr_engine.step.{planned.id}"), state_dir=self.state,
             allow_data_loss=self.options.allow_data_loss, attempt=attempt, outputs=outputs,
             secret_resolver=read_secret, emit=self.emit, run_dir=self.run_dir,
             started_before=planned.id in self._started_before,
@@ -842,7 +842,8 @@ def reserve(plan: ExecutionPlan, options: RunOptions) -> Iterator[RunOptions]:
         yield options
 
 
-def options_from_parameters(*, mode: str = "failover", state_dir: str | Path = ".dr", run_id: str | None = None,
+def options_from_parameters(*, mode: str = "failover", state_dir: StateDir | str | Path = ".dr",
+                            run_id: str | None = None,
                             incident_start: str | None = None, allow_data_loss: bool = False,
                             triggered_by: str | None = None, reason: str = "", concurrency: int = 4,
                             take_over_lock: bool = False) -> RunOptions:
@@ -853,7 +854,7 @@ def options_from_parameters(*, mode: str = "failover", state_dir: str | Path = "
     """
     from dr_engine.clock import parse_utc
 
-    return RunOptions(mode=RunMode(mode), run_id=run_id, state_dir=Path(state_dir),
+    return RunOptions(mode=RunMode(mode), run_id=run_id, state_dir=StateDir.of(state_dir),
                       incident_start=parse_utc(incident_start) if incident_start else None,
                       allow_data_loss=allow_data_loss, triggered_by=triggered_by, reason=reason,
                       concurrency=concurrency, take_over_lock=take_over_lock,
@@ -884,7 +885,7 @@ class ResumePoint:
     regions_changed: list[str] = field(default_factory=list)
 
 
-def prepare_resume(state_dir: Path, run_id: str, *, force: bool = False) -> ResumePoint:
+def prepare_resume(state_dir: StateDir | Path, run_id: str, *, force: bool = False) -> ResumePoint:
     """Check that ``run_id`` can be resumed and rebuild its state from the audit log.
 
     Refuses (RunStateError) when the run succeeded, its audit chain is broken, or its runbook or
@@ -892,7 +893,7 @@ def prepare_resume(state_dir: Path, run_id: str, *, force: bool = False) -> Resu
     override is audited). The step list
     must be the same either way.
     """
-    state = StateDir(state_dir)
+    state = StateDir.of(state_dir)
     run_id = state.resolve_run_id(run_id)
     run_dir = state.run_dir(run_id)
     audit_path = run_dir / AUDIT_FILE
@@ -936,7 +937,7 @@ def prepare_resume(state_dir: Path, run_id: str, *, force: bool = False) -> Resu
     return ResumePoint(plan=plan, record=record, runbook_changed=changed, regions_changed=regions_changed)
 
 
-def resume_options(record: RunRecord, state_dir: Path, *, clock: Clock | None = None,
+def resume_options(record: RunRecord, state_dir: StateDir | Path, *, clock: Clock | None = None,
                    triggered_by: str | None = None, reason: str = "", concurrency: int | None = None,
                    lock: Lock | None = None, take_over_lock: bool = False,
                    approval_gate: ApprovalGate | None = None, repo_root: Path | None = None) -> RunOptions:
@@ -949,7 +950,7 @@ def resume_options(record: RunRecord, state_dir: Path, *, clock: Clock | None = 
     from dr_engine.clock import parse_utc
 
     required = record.allow_data_loss and record.data_loss_approval_required is not False
-    return RunOptions(mode=RunMode(record.mode), run_id=record.run_id, state_dir=state_dir,
+    return RunOptions(mode=RunMode(record.mode), run_id=record.run_id, state_dir=StateDir.of(state_dir),
                       incident_start=parse_utc(record.incident_started_at),
                       allow_data_loss=record.allow_data_loss, triggered_by=triggered_by, reason=reason,
                       concurrency=concurrency or record.concurrency, clock=clock or SystemClock(), lock=lock,
@@ -957,7 +958,7 @@ def resume_options(record: RunRecord, state_dir: Path, *, clock: Clock | None = 
                       approval_gate=approval_gate, repo_root=repo_root)
 
 
-def resume_run(state_dir: Path, run_id: str, *, force: bool = False, executor: Executor | None = None,
+def resume_run(state_dir: StateDir | Path, run_id: str, *, force: bool = False, executor: Executor | None = None,
                progress: Progress | None = None, point: ResumePoint | None = None,
                options: RunOptions | None = None, **option_overrides: Any) -> RunRecord:
     """Resume ``run_id``; return the final record (the one way a run continues).
@@ -967,8 +968,9 @@ def resume_run(state_dir: Path, run_id: str, *, force: bool = False, executor: E
     takes the failover lock (or the lease :func:`reserve` holds), then checks the audit chain
     and the runbook and region digests again under it before anything runs.
     """
-    point = point or prepare_resume(state_dir, run_id, force=force)
-    options = options or resume_options(point.record, state_dir, **option_overrides)
+    state = StateDir.of(state_dir)  # a path is accepted at this entry point, checked once here
+    point = point or prepare_resume(state, run_id, force=force)
+    options = options or resume_options(point.record, state, **option_overrides)
     engine = Engine(point.plan, options, executor=executor, progress=progress)
     return engine.resume(point.record, force=force, runbook_changed=point.runbook_changed)
 

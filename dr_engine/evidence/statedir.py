@@ -6,6 +6,8 @@ Layout::
       runs/<run-id>/run.json       the run record (dr_engine.evidence.record)
       runs/<run-id>/audit.jsonl    the hash-chained audit log (dr_engine.evidence.audit)
       locks/<runbook>.lock         failover lock leases (dr_engine.lock.base)
+      readiness/                   the latest readiness result per runbook (dr_engine.engine.readiness)
+      terraform/                   terraform home, plugin cache and data dirs (dr_engine.actions.terraform)
       prefect-home/                PREFECT_HOME for embedded runs (dr_engine.flows.settings)
 
 Run ids sort by start time: ``20261128T231500Z-ab12cd`` (UTC second + random suffix).
@@ -61,10 +63,32 @@ def format_run_id(moment: datetime, suffix: str) -> str:
 
 
 class StateDir:
-    """Access to runs, locks and the embedded Prefect home under one root."""
+    """Access to runs, locks and the embedded Prefect home under one root.
+
+    Made once where a state dir enters (the CLI's ``--state-dir``, a flow's parameter, a caller's
+    :class:`~dr_engine.engine.options.RunOptions`) and passed down as this object, so the path is
+    checked once and every layout rule lives here.
+    """
 
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = check_state_dir(Path(root) if root is not None else default_state_dir())
+
+    @classmethod
+    def of(cls, value: StateDir | Path | str | None) -> StateDir:
+        """``value`` itself when it is a StateDir, else a StateDir at that path (None: the default)."""
+        return value if isinstance(value, StateDir) else cls(value)
+
+    def __repr__(self) -> str:
+        return f"StateDir({str(self.root)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StateDir) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
+
+    def __str__(self) -> str:
+        return str(self.root)
 
     @property
     def runs_dir(self) -> Path:
@@ -75,6 +99,16 @@ class StateDir:
     def locks_dir(self) -> Path:
         """``<root>/locks``."""
         return self.root / "locks"
+
+    @property
+    def readiness_dir(self) -> Path:
+        """``<root>/readiness``: the latest readiness result of each runbook."""
+        return self.root / "readiness"
+
+    @property
+    def terraform_dir(self) -> Path:
+        """``<root>/terraform`` (absolute): terraform's home, plugin cache and per-step data dirs."""
+        return self.root.resolve() / "terraform"
 
     @property
     def prefect_home(self) -> Path:

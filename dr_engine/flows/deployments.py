@@ -59,7 +59,7 @@ def scheduled_run_flow(runbook: str, mode: str = "drill", state_dir: str = ".dr"
         return Cancelled(message=f"skipped: {exc}")
     except DrError as exc:
         return Failed(message=str(exc))
-    data = {"run_id": record.run_id, "status": record.status.value, "state_dir": str(StateDir(state_dir).root)}
+    data = {"run_id": record.run_id, "status": record.status.value, "state_dir": str(StateDir.of(state_dir).root)}
     if record.status is RunStatus.SUCCEEDED:
         return Completed(message=f"{mode} run {record.run_id} succeeded", data=data)
     return Failed(message=f"{mode} run {record.run_id} {record.status.value}", data=data)

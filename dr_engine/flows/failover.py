@@ -118,13 +118,13 @@ def publish_artifacts(record: RunRecord) -> None:
                              description=f"{record.mode} of {record.runbook}: {record.status.value}")
 
 
-def publish_reports(record: RunRecord, state_dir: Path) -> list[Path]:
+def publish_reports(record: RunRecord, state_dir: StateDir | Path) -> list[Path]:
     """Write the run's HTML + JSON compliance report and publish its summary as an artifact.
 
     A report that cannot be rendered never changes the run's outcome (the audit log is the
     source of truth and `dr report` can rebuild it at any time); the failure is logged.
     """
-    run_dir = StateDir(state_dir).run_dir(record.run_id)
+    run_dir = StateDir.of(state_dir).run_dir(record.run_id)
     try:
         paths = write_default_reports(run_dir)
         report = run_report(run_dir)
@@ -225,7 +225,7 @@ def _call_flow(run_id: str, ctx: _Launch, concurrency: int, flow_run_name: str, 
 
 def launch(plan: ExecutionPlan, options: RunOptions, progress: Progress | None = None) -> RunRecord:
     """Run ``plan`` as a Prefect flow run; return the final record (raises DrError before it starts)."""
-    configure(options.state_dir)
+    configure(options.state)
     detach()
     loaded = plan.loaded
     # The engine takes the failover lock before Prefect starts: a second run fails in a second, not
@@ -233,30 +233,31 @@ def launch(plan: ExecutionPlan, options: RunOptions, progress: Progress | None =
     with reserve(plan, options) as held:
         run_id = str(held.run_id)
         _call_flow(run_id, _Launch(plan=plan, options=held, progress=progress), held.concurrency,
-                   f"{loaded.runbook.runbook}-{run_id}", runbook=str(loaded.path), state_dir=str(held.state_dir),
+                   f"{loaded.runbook.runbook}-{run_id}", runbook=str(loaded.path), state_dir=str(held.state),
                    mode=held.mode.value, expected_sha256=loaded.sha256,
                    expected_region_sha256=dict(loaded.region_sha256), reason=held.reason,
                    allow_data_loss=held.allow_data_loss, triggered_by=held.triggered_by)
-    return StateDir(options.state_dir).load(run_id)
+    return options.state.load(run_id)
 
 
-def resume_run(state_dir: Path, run_id: str, *, force: bool = False, progress: Progress | None = None,
+def resume_run(state_dir: StateDir | Path, run_id: str, *, force: bool = False, progress: Progress | None = None,
                concurrency: int | None = None, triggered_by: str | None = None, reason: str = "",
                take_over_lock: bool = False, interrupts: Interrupts | None = None,
                **option_overrides: Any) -> RunRecord:
     """Resume ``run_id`` as a new Prefect flow run of the same dr-engine run; return the final record."""
-    configure(state_dir)
+    state = StateDir.of(state_dir)
+    configure(state)
     detach()
-    point = prepare_resume(state_dir, run_id, force=force)
-    options = resume_options(point.record, state_dir, triggered_by=triggered_by, reason=reason,
+    point = prepare_resume(state, run_id, force=force)
+    options = resume_options(point.record, state, triggered_by=triggered_by, reason=reason,
                              concurrency=concurrency, take_over_lock=take_over_lock, **option_overrides)
     options.interrupts = interrupts
     record = point.record
     with reserve(point.plan, options) as held:
         _call_flow(record.run_id, _Launch(resume=point, options=held, progress=progress, force=force),
                    held.concurrency, f"{record.runbook}-{record.run_id}-resume{record.resumes + 1}",
-                   runbook=record.runbook_file, state_dir=str(state_dir), resume=True, force=force)
-    return StateDir(state_dir).load(record.run_id)
+                   runbook=record.runbook_file, state_dir=str(state), resume=True, force=force)
+    return state.load(record.run_id)
 
 
 __all__ = ["PrefectExecutor", "failover_flow", "launch", "publish_artifacts", "resume_run", "step_task"]

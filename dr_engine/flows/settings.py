@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from dr_engine.evidence.statedir import StateDir
+
 #: Quiet, fast settings for embedded runs (docs/concepts/execution.md, "Embedded Prefect (default) and a
 #: Prefect server" says why each one).
 EMBEDDED_SETTINGS: dict[str, str] = {
@@ -40,13 +42,13 @@ def server_mode() -> bool:
     return bool(os.environ.get("PREFECT_API_URL"))
 
 
-def embedded_settings(state_dir: Path) -> dict[str, str]:
+def embedded_settings(state_dir: StateDir | Path) -> dict[str, str]:
     """The environment an embedded run needs (``PREFECT_HOME`` included)."""
-    home = os.environ.get("PREFECT_HOME") or str((Path(state_dir) / "prefect-home").resolve())
+    home = os.environ.get("PREFECT_HOME") or str(StateDir.of(state_dir).prefect_home.resolve())
     return {**EMBEDDED_SETTINGS, **COMMON_SETTINGS, "PREFECT_HOME": home}
 
 
-def configure(state_dir: Path, *, quiet_console: bool = False) -> dict[str, str]:
+def configure(state_dir: StateDir | Path, *, quiet_console: bool = False) -> dict[str, str]:
     """Set the Prefect environment for this process (values already set by the user win).
 
     With ``quiet_console``, Prefect's own console logging is limited to warnings (the CLI

@@ -34,6 +34,7 @@ from typing import Protocol
 from dr_engine.clock import Clock, SystemClock, parse_utc, utc_iso
 from dr_engine.errors import ConfigError, LockHeld
 from dr_engine.evidence.audit import default_actor
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.lock.base import DEFAULT_TTL, FileLock, Lease, Lock, NullLock, _pid_alive, describe, lock_held, may_take
 from dr_engine.model import Region
 from dr_engine.model.units import parse_duration
@@ -208,7 +209,7 @@ def _dsn(settings: LockSettings, target: Region) -> str:
     return settings.dsn
 
 
-def lock_for(target: Region | None, state_dir: Path, *, clock: Clock | None = None,
+def lock_for(target: Region | None, state_dir: StateDir | Path, *, clock: Clock | None = None,
              settings: LockSettings | None = None) -> Lock:
     """The configured failover lock for runbooks failing over to ``target``."""
     settings = settings or LockSettings.of(target)
@@ -216,7 +217,7 @@ def lock_for(target: Region | None, state_dir: Path, *, clock: Clock | None = No
     if settings.backend == "none":
         return NullLock()
     if settings.backend == "file" or target is None:
-        return FileLock(Path(state_dir) / "locks", clock=clock, ttl=settings.ttl)
+        return FileLock(StateDir.of(state_dir).locks_dir, clock=clock, ttl=settings.ttl)
     if settings.backend == "dynamodb":
         from dr_engine.providers.aws.lease_table import DynamoDbLeaseStore
         from dr_engine.providers.aws.session import AwsTarget

@@ -18,6 +18,7 @@ from dr_engine.clock import Deadline, SystemClock
 from dr_engine.config.bindings import Bindings, bind_params
 from dr_engine.config.loader import runbook_location
 from dr_engine.errors import DrError
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.model import RunMode
 from dr_engine.model.substitution import find_references, parse_reference
 from dr_engine.planning.plan import ExecutionPlan, PlannedStep
@@ -67,7 +68,7 @@ def _check_step(plan: ExecutionPlan, step: PlannedStep, shared: dict[str, Prefli
     ctx = StepContext(
         run_id="preflight", step_id=step.id, mode=RunMode.FAILOVER, source=loaded.source, target=loaded.target,
         objectives=loaded.runbook.objectives, deadline=Deadline(clock, PREFLIGHT_SECONDS), clock=clock,
-        log=logging.getLogger(f"dr_engine.planning.preflight.{step.id}"), state_dir=loaded.path.parent,
+        log=logging.getLogger(f"dr_engine.planning.preflight.{step.id}"), state_dir=StateDir(loaded.path.parent),
         preflight=True, runbook_location=runbook_location(loaded.path), identity_checks=shared,
     )
     try:

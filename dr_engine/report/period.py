@@ -180,9 +180,9 @@ def _succeeded(report: RunReport) -> bool:
     return report.verified and report.identification.status == "succeeded"
 
 
-def load_reports(state_dir: Path, until: datetime | None = None) -> list[RunReport]:
+def load_reports(state_dir: StateDir | Path, until: datetime | None = None) -> list[RunReport]:
     """Reports of every readable run in a state dir that started before ``until`` (oldest first)."""
-    state = StateDir(state_dir)
+    state = StateDir.of(state_dir)
     reports: list[RunReport] = []
     for run_id in state.run_ids():
         try:
@@ -232,7 +232,7 @@ def _stats(name: str, in_period: list[RunReport], history: list[RunReport], sett
         next_due=utc_iso(next_due) if next_due else None, cadence=cadence)
 
 
-def build_period_report(state_dir: Path, *, since: datetime, until: datetime | None = None,
+def build_period_report(state_dir: StateDir | Path, *, since: datetime, until: datetime | None = None,
                         runbook: str | None = None, runbooks_dir: Path | None = None,
                         now: datetime | None = None) -> PeriodReport:
     """Build the period report of the runs in ``state_dir`` started in ``[since, until)``."""

@@ -137,7 +137,7 @@ class ScriptedApprover:
 class SampleRuns:
     """The state dir, project folder and run dirs written by :func:`make_sample_runs`."""
 
-    state_dir: Path
+    state_dir: StateDir | Path
     project: Path
     runs: dict[str, Path] = field(default_factory=dict)
     records: dict[str, RunRecord] = field(default_factory=dict)
@@ -173,7 +173,7 @@ def _write_project_regions(project: Path) -> None:
             _REGION.format(name=name, addr=addr, pw=CANARIES[0], upper=name.upper()), encoding="utf-8")
 
 
-def run_sample(project: Path, state_dir: Path, runbook: str, *, start: datetime, mode: RunMode,
+def run_sample(project: Path, state_dir: StateDir | Path, runbook: str, *, start: datetime, mode: RunMode,
                incident_offset: float = 0.0, **options: Any) -> RunRecord:
     """Run ``project/runbooks/<runbook>.yaml`` through the real engine on a fake clock."""
     _write_project_regions(project)
@@ -194,7 +194,7 @@ def make_sample_runs(folder: Path) -> SampleRuns:
 
     def keep(key: str, record: RunRecord) -> None:
         samples.records[key] = record
-        samples.runs[key] = StateDir(state_dir).run_dir(record.run_id)
+        samples.runs[key] = StateDir.of(state_dir).run_dir(record.run_id)
 
     keep("drill", run_sample(project, state_dir, "payments", start=datetime(year, 3, 3, 2, 0, tzinfo=UTC),
                              mode=RunMode.DRILL, triggered_by="alice@ops", reason="Q1 DR drill: loss of east"))

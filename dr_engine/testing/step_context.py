@@ -13,13 +13,14 @@ from pydantic import SecretStr
 
 from dr_engine.actions.base import AuditEmit, StepContext
 from dr_engine.clock import Clock, Deadline, SystemClock
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.model import Objectives, Region, RunMode
 from dr_engine.model.location import RunbookLocation
 
 
 def step_context(
     *,
-    state_dir: Path,
+    state_dir: StateDir | Path,
     rto: str = "5m",
     rpo: str = "0s",
     timeout: float = 30.0,
@@ -55,7 +56,7 @@ def step_context(
         deadline=Deadline(clock, timeout),
         clock=clock,
         log=logging.getLogger(f"dr_engine.step.{step_id}"),
-        state_dir=state_dir,
+        state_dir=StateDir.of(state_dir),
         allow_data_loss=allow_data_loss,
         secret_resolver=resolve,
         emit=emit,

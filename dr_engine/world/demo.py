@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.world.core import DEFAULT_ROOT, World, WorldConfig, require_moto
 
 #: Providers the world serves without moto; any other action (AWS, Terraform's S3 state) needs it.
@@ -37,7 +38,7 @@ Runner = Callable[[Any, Any], int]
 class DemoSettings:
     """What the demo does."""
 
-    state_dir: Path = Path(".dr")
+    state_dir: StateDir = field(default_factory=lambda: StateDir(".dr"))
     root: Path = DEFAULT_ROOT
     runbook: Path = Path("runbooks/core-banking.yaml")
     synchronous: bool = True
@@ -70,7 +71,6 @@ def run_demo(settings: DemoSettings, runner: Runner, say: Callable[[str], None],
     """Run the scenario; ``say`` narrates, ``runner`` executes the plan."""
     from dr_engine.config.loader import load_runbook
     from dr_engine.engine.run import RunOptions
-    from dr_engine.evidence.statedir import StateDir
     from dr_engine.planning.plan import build_plan
     from dr_engine.world.ledger_app import present_ack_seqs
 
@@ -128,7 +128,7 @@ def run_demo(settings: DemoSettings, runner: Runner, say: Callable[[str], None],
         say(f"Failing over with runbook {settings.runbook} ...")
         outcome.exit_code = runner(plan, options)
         if options.run_id is not None:
-            outcome.record = StateDir(settings.state_dir).load(options.run_id)
+            outcome.record = settings.state_dir.load(options.run_id)
         time.sleep(settings.load_after)
         stats = load.stop()
         outcome.acked_by_region = dict(stats.by_region)
@@ -138,7 +138,7 @@ def run_demo(settings: DemoSettings, runner: Runner, say: Callable[[str], None],
             present = present_ack_seqs(ends.dsn(dst), acked)
             outcome.lost_independent = len(set(acked) - present)
         if record is not None:
-            outcome.reports = _reports(StateDir(settings.state_dir).run_dir(record.run_id))
+            outcome.reports = _reports(settings.state_dir.run_dir(record.run_id))
     finally:
         world.stop_load()
         if settings.keep:

@@ -1,1 +1,1 @@
-"""variants."""
+"""Per-action drill variants and their cleaners; every module here is loaded by discovery."""
