@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dr_engine.cli.config_cmds",
     "dr_engine.cli.aws_cmds",
     "dr_engine.cli.run_cmds",
+    "dr_engine.cli.evacuate_cmds",
     "dr_engine.cli.report_cmds",
     "dr_engine.cli.world_cmds",
     "dr_engine.cli.ops_cmds",

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from dr_engine.engine.interrupts import Interrupts
 from dr_engine.errors import DrError
 from dr_engine.evidence.secrets_scrub import ScrubbingStream, scrub_text
 
@@ -156,3 +157,15 @@ def grace_option() -> Any:
                         help="After Ctrl-C/SIGTERM/SIGHUP, the longest wait in seconds for running steps to "
                              "finish before they are abandoned (default: the rest of their timeout, at most "
                              "120 s, or DR_INTERRUPT_GRACE).")
+
+
+def handle_stop_signals(grace_cap: float | None) -> Interrupts:
+    """Handle SIGINT/SIGTERM/SIGHUP for the whole command (see :mod:`dr_engine.engine.interrupts`).
+
+    Installed before Prefect starts: a signal before the run exists stops the command (nothing
+    was started); once the engine runs, the first signal stops new steps and gives running ones a
+    grace, a second abandons them; after the seal a signal exits at once.
+    """
+    interrupts = Interrupts(grace_cap=grace_cap, exit_after_seal=True)
+    interrupts.install()
+    return interrupts

@@ -13,13 +13,18 @@ from rich.table import Table
 from rich.text import Text
 
 from dr_engine.actions.registry import all_actions, close_matches
-from dr_engine.cli.common import EXIT_USAGE, Output, handle_errors, out, print_json
+from dr_engine.cli.common import EXIT_USAGE, Output, handle_errors, out, print_json, state_dir_option
+from dr_engine.config.evacuation import is_evacuation_file
 from dr_engine.config.loader import display_path, load_region, load_runbook
 from dr_engine.config.runbooks import resolve_runbook
 from dr_engine.errors import ConfigError, DrError, PlanError, Problem
+from dr_engine.evidence.statedir import StateDir
 from dr_engine.model import Region, Runbook, format_duration
+from dr_engine.model.evacuation import Evacuation
 from dr_engine.model.schema import json_schema
 from dr_engine.planning.plan import ExecutionPlan, build_plan
+from dr_engine.planning.prediction import RunbookHistory, history_by_runbook
+from dr_engine.report.formatting import fmt_seconds as format_seconds
 
 
 def _targets(paths: list[Path]) -> list[Path]:
@@ -49,6 +54,12 @@ def validate_file(path: Path) -> dict[str, Any]:
     if _is_region(path):
         region = load_region(path)
         return {"file": display_path(path), "kind": "region", "name": region.name}
+    if is_evacuation_file(path):
+        from dr_engine.cli.evacuate_cmds import load_plan
+
+        composed = load_plan(path)
+        return {"file": display_path(path), "kind": "evacuation", "name": composed.name,
+                "applications": len(composed.applications), "waves": len(composed.waves)}
     plan = build_plan(load_runbook(path))
     return {"file": display_path(path), "kind": "runbook", "name": plan.loaded.runbook.runbook,
             "steps": len(plan.steps), "waves": len(plan.waves)}
@@ -59,6 +70,14 @@ def _problems(exc: DrError, path: Path) -> list[Problem]:
     if isinstance(exc, ConfigError | PlanError):
         return [p if p.file else replace(p, file=display_path(path)) for p in exc.problems]
     return [Problem(display_path(path), None, "", exc.message, exc.hint)]
+
+
+def _summary(item: dict[str, Any]) -> str:
+    if item["kind"] == "runbook":
+        return f"{item['steps']} steps, {item['waves']} waves"
+    if item["kind"] == "evacuation":
+        return f"{item['applications']} applications, {item['waves']} waves"
+    return ""
 
 
 def validate_cmd(
@@ -84,7 +103,7 @@ def validate_cmd(
         console = out()
         for item in results:
             if item["ok"]:
-                extra = f"{item['steps']} steps, {item['waves']} waves" if item["kind"] == "runbook" else ""
+                extra = _summary(item)
                 detail = f"{item['kind']} {item['name']}{', ' + extra if extra else ''}"
                 console.print(f"ok       {item['file']}  ({detail})", markup=False)
             else:
@@ -98,8 +117,8 @@ def validate_cmd(
         raise typer.Exit(EXIT_USAGE)
 
 
-def render_plan(plan: ExecutionPlan) -> None:
-    """Print a plan for people."""
+def render_plan(plan: ExecutionPlan, notes: tuple[str, ...] = ()) -> None:
+    """Print a plan for people (``notes``: lines before the closing one, e.g. the predicted RTO)."""
     console = out()
     rb = plan.loaded.runbook
     console.print(f"Runbook {rb.runbook} ({plan.loaded.file}, sha256 {plan.loaded.sha256[:12]})", markup=False)
@@ -124,6 +143,8 @@ def render_plan(plan: ExecutionPlan) -> None:
         console.print(f"  [{mark}] {check.name}{' - ' + check.detail if check.detail else ''}", markup=False)
     for override in plan.overrides:
         console.print(f"  override: {override}", markup=False)
+    for note in notes:
+        console.print(note, markup=False)
     console.print("Nothing was changed.", markup=False)
 
 
@@ -133,20 +154,66 @@ def plan_cmd(
     output: Output = typer.Option(Output.TEXT, "--output", "-o", help="text or json"),
     preflight: bool | None = typer.Option(None, "--preflight/--no-preflight",
                                    help="Run read-only pre-flight checks (default: when any step has them)."),
+    state_dir: StateDir = state_dir_option(),
 ) -> None:
-    """Print the ordered plan (waves, actions, timeouts, invariants checked). Changes nothing."""
+    """Print the ordered plan (waves, invariants, predicted RTO from past runs); an evacuation plan too.
+
+    Changes nothing. The state dir is read for the history the prediction comes from.
+    """
     from dr_engine.cli.preflight_view import as_json, preflight_for, render_preflight
 
-    plan = build_plan(load_runbook(resolve_runbook(runbook)))
+    path = resolve_runbook(runbook)
+    if is_evacuation_file(path):
+        _plan_evacuation(path, output, preflight, state_dir)
+        return
+    plan = build_plan(load_runbook(path))
+    history = history_by_runbook(state_dir).get(plan.loaded.runbook.runbook)
     checks = preflight_for(plan, preflight)
     if output is Output.JSON:
-        print_json({**plan.to_dict(), **as_json(checks)})
+        print_json({**plan.to_dict(), **as_json(checks), "predicted_rto": _prediction_json(plan, history)})
     else:
-        render_plan(plan)
+        render_plan(plan, (_prediction_line(plan, history),))
         if checks is not None:
             render_preflight(checks)
     if checks and any(not c.ok for step in checks.values() for c in step):
         raise typer.Exit(1)  # the plan is printed; failed pre-flight checks fail the command
+
+
+def _prediction_json(plan: ExecutionPlan, history: RunbookHistory | None) -> dict[str, Any]:
+    objective = plan.loaded.runbook.objectives.rto.total_seconds()
+    if history is None:
+        return {"samples": 0, "p50_seconds": None, "p95_seconds": None, "objective_seconds": objective,
+                "exceeds_objective": None}
+    return {**history.rto.to_dict(), "objective_seconds": objective, "exceeds_objective": history.exceeds(objective)}
+
+
+def _prediction_line(plan: ExecutionPlan, history: RunbookHistory | None) -> str:
+    objective = plan.loaded.runbook.objectives.rto.total_seconds()
+    if history is None or not history.rto.known:
+        return "Predicted RTO: unknown (no successful drill or failover of this runbook in the state dir)"
+    flag = "  EXCEEDS the objective" if history.exceeds(objective) else ""
+    return (f"Predicted RTO: p50 {format_seconds(history.rto.p50)}, p95 {format_seconds(history.rto.p95)} "
+            f"from {history.rto.samples} past run(s){flag}")
+
+
+def _plan_evacuation(path: Path, output: Output, preflight: bool | None, state: StateDir) -> None:
+    from dr_engine.cli.evacuate_cmds import load_plan, render_evacuation_plan
+    from dr_engine.cli.preflight_view import as_json, preflight_for, render_preflight
+
+    composed = load_plan(path, state)
+    checks = {name: preflight_for(plan, preflight) for name, plan in composed.plans.items()}
+    if output is Output.JSON:
+        described = {**composed.to_dict(), "predicted": composed.predicted(history_by_runbook(state))}
+        described["preflight"] = {name: as_json(c) for name, c in checks.items()}
+        print_json(described)
+    else:
+        render_evacuation_plan(composed, state)
+        for name, found in checks.items():
+            if found is not None:
+                out().print(f"Pre-flight of {name}:", markup=False)
+                render_preflight(found)
+    if any(c and any(not x.ok for step in c.values() for x in step) for c in checks.values()):
+        raise typer.Exit(1)
 
 
 def action_info(name: str) -> dict[str, Any]:
@@ -244,12 +311,13 @@ def actions_cmd(
 
 
 def schema_cmd(
-    kind: str = typer.Option("runbook", "--kind", help="runbook or region"),
+    kind: str = typer.Option("runbook", "--kind", help="runbook, region or evacuation"),
 ) -> None:
-    """Print the JSON Schema of runbooks (or regions) for editor completion."""
-    models: dict[str, type[Runbook] | type[Region]] = {"runbook": Runbook, "region": Region}
+    """Print the JSON Schema of runbooks (or regions, or evacuation plans) for editor completion."""
+    models: dict[str, type[Runbook] | type[Region] | type[Evacuation]] = {
+        "runbook": Runbook, "region": Region, "evacuation": Evacuation}
     if kind not in models:
-        raise typer.BadParameter("choose 'runbook' or 'region'", param_hint="--kind")
+        raise typer.BadParameter("choose 'runbook', 'region' or 'evacuation'", param_hint="--kind")
     print_json(json_schema(models[kind], title=f"dr-engine {kind}"))
 
 

@@ -19,6 +19,7 @@ from dr_engine.cli.common import (
     out,
     state_dir_option,
 )
+from dr_engine.config.evacuation import is_evacuation_file
 from dr_engine.config.loader import load_runbook
 from dr_engine.config.runbooks import resolve_runbook
 from dr_engine.engine.run import RunOptions
@@ -80,8 +81,18 @@ def drill_cmd(
     grace: float = grace_option(),
     state_dir: StateDir = state_dir_option(),
 ) -> None:
-    """Test-fail over to drill copies (production untouched); drill copies are always removed."""
-    plan = build_plan(load_runbook(resolve_runbook(runbook)))
+    """Test-fail over to drill copies (production untouched); drill copies are always removed.
+
+    Given an evacuation plan, drills every application of it in dependency order.
+    """
+    path = resolve_runbook(runbook)
+    if is_evacuation_file(path):
+        from dr_engine.cli.evacuate_cmds import load_plan, run_evacuation
+        from dr_engine.engine.evacuation import EvacuationOptions
+
+        evacuation = EvacuationOptions(mode=RunMode.DRILL, state_dir=state_dir, reason=reason)
+        exit_run(run_evacuation(load_plan(path, state_dir), evacuation, grace_cap=grace))
+    plan = build_plan(load_runbook(path))
     options = RunOptions(mode=RunMode.DRILL, state_dir=state_dir, reason=reason, concurrency=concurrency,
                          grace_cap=grace)
     code, record = _run(plan, options)

@@ -65,6 +65,15 @@ def report_cmd(
                     f"{'-' if period.success_rate is None else f'{period.success_rate * 100:.1f} %'}{flagged}",
                     markup=False)
         unverified = [(run.run_id, run.verification) for run in period.runs if not run.verified]
+    elif run_id and state_dir.names_evacuation(run_id):
+        from dr_engine.report.evacuation import RENDERERS, evacuation_report, write_evacuation_report
+
+        evacuation = evacuation_report(state_dir, run_id)
+        picked = [f for f in chosen if f in RENDERERS] or ["html"]
+        folder = out_dir or state_dir.evacuation_dir(evacuation.evacuation_id) / REPORT_DIR
+        written = write_evacuation_report(evacuation, folder, picked)
+        if evacuation.verdict == "UNVERIFIED":
+            unverified.append((evacuation.evacuation_id, "an application's evidence does not verify"))
     elif run_id:
         if until or runbook:
             raise typer.BadParameter("--until/--runbook apply to period reports (with --since)", param_hint="--since")

@@ -20,6 +20,7 @@ from dr_engine.cli.common import (
     exit_run,
     grace_option,
     handle_errors,
+    handle_stop_signals,
     out,
     print_json,
     state_dir_option,
@@ -75,18 +76,6 @@ def render_result(record: RunRecord, state_dir: StateDir, *, verdict: str | None
     console.print(f"  {time_line(record)}", markup=False)
     console.print(f"  run record: {state.run_file(record.run_id)}", markup=False)
     console.print(f"  audit log:  {state.audit_file(record.run_id)}", markup=False)
-
-
-def handle_stop_signals(grace_cap: float | None) -> Interrupts:
-    """Handle SIGINT/SIGTERM/SIGHUP for the whole command (see :mod:`dr_engine.engine.interrupts`).
-
-    Installed before Prefect starts: a signal before the run exists stops the command (nothing
-    was started); once the engine runs, the first signal stops new steps and gives running ones a
-    grace, a second abandons them; after the seal a signal exits at once.
-    """
-    interrupts = Interrupts(grace_cap=grace_cap, exit_after_seal=True)
-    interrupts.install()
-    return interrupts
 
 
 def run_exit_code(record: RunRecord, interrupts: Interrupts) -> int:
@@ -223,12 +212,17 @@ def resume_cmd(
     grace: float = grace_option(),
     state_dir: StateDir = state_dir_option(),
 ) -> None:
-    """Resume an interrupted or halted run: finished steps are skipped, the rest re-run."""
+    """Resume an interrupted or halted run (or evacuation): finished work is skipped, the rest re-run."""
+    if state_dir.names_evacuation(run_id):
+        from dr_engine.cli.evacuate_cmds import resume_evacuation_cmd
+
+        exit_run(resume_evacuation_cmd(state_dir, run_id, force=force, reason=reason, grace_cap=grace))
     exit_run(resume_and_render(state_dir, run_id, force=force, reason=reason,
                                 take_over_lock=take_over_lock, grace_cap=grace))
 
 
 UNVERIFIED = "UNVERIFIED"
+
 
 
 def _check(state: StateDir, run_id: str, record: RunRecord | None = None) -> RunCheck:

@@ -154,8 +154,9 @@ def _clean_loc(loc: tuple[Any, ...], prefix: PathKey, lines: LineMap) -> PathKey
 def default_hint(model: type[BaseModel]) -> str:
     """Where to read about a model's format, for problems without a specific hint."""
     kind = model.__name__.lower()
-    if kind in ("runbook", "region"):
-        return f"see `dr schema{' --kind region' if kind == 'region' else ''}` for the {kind} format"
+    if kind in ("runbook", "region", "evacuation"):
+        option = "" if kind == "runbook" else f" --kind {kind}"
+        return f"see `dr schema{option}` for the {'evacuation plan' if kind == 'evacuation' else kind} format"
     return "see `dr actions` for this action's parameters"
 
 

@@ -6,6 +6,7 @@ Layout::
       runs/<run-id>/run.json       the run record (dr_engine.evidence.record)
       runs/<run-id>/audit.jsonl    the hash-chained audit log (dr_engine.evidence.audit)
       locks/<runbook>.lock         failover lock leases (dr_engine.lock.base)
+      evacuations/<id>/            an evacuation's audit log and record (dr_engine.engine.evacuation)
       readiness/                   the latest readiness result per runbook (dr_engine.engine.readiness)
       terraform/                   terraform home, plugin cache and data dirs (dr_engine.actions.terraform)
       prefect-home/                PREFECT_HOME for embedded runs (dr_engine.flows.settings)
@@ -99,6 +100,52 @@ class StateDir:
     def locks_dir(self) -> Path:
         """``<root>/locks``."""
         return self.root / "locks"
+
+    @property
+    def evacuations_dir(self) -> Path:
+        """``<root>/evacuations``: one folder per evacuation (its audit log and record)."""
+        return self.root / "evacuations"
+
+    def evacuation_dir(self, evacuation_id: str) -> Path:
+        """The folder of ``evacuation_id`` (not created)."""
+        if not RUN_ID_PATTERN.match(evacuation_id):
+            raise RunStateError(f"invalid evacuation id {evacuation_id!r}", hint="list them with `dr evacuations`")
+        return self.evacuations_dir / evacuation_id
+
+    def create_evacuation_dir(self, evacuation_id: str) -> Path:
+        """Create the folder of a new evacuation (refuses to reuse one)."""
+        path = self.evacuation_dir(evacuation_id)
+        path.mkdir(parents=True, exist_ok=False)
+        return path
+
+    def evacuation_ids(self) -> list[str]:
+        """Ids of every recorded evacuation, oldest first."""
+        if not self.evacuations_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.evacuations_dir.iterdir() if (p / AUDIT_FILE).is_file())
+
+    def resolve_evacuation_id(self, evacuation_id: str) -> str:
+        """Expand a unique prefix (or ``latest``) to a full evacuation id."""
+        known = self.evacuation_ids()
+        if evacuation_id == "latest" and known:
+            return known[-1]
+        matches = [e for e in known if e.startswith(evacuation_id)]
+        if evacuation_id in known:
+            return evacuation_id
+        if len(matches) == 1:
+            return matches[0]
+        hint = ("ambiguous prefix: " + ", ".join(matches)) if matches else (
+            f"latest evacuations: {', '.join(known[-3:])}" if known else f"no evacuations in {self.evacuations_dir}")
+        raise RunStateError(f"no evacuation {evacuation_id!r} in {self.evacuations_dir}", hint=hint)
+
+    def names_evacuation(self, identifier: str) -> bool:
+        """True when ``identifier`` is an evacuation id (exact, or a prefix no run id shares)."""
+        known = self.evacuation_ids()
+        if identifier in known:
+            return True
+        if identifier == "latest" or any(r.startswith(identifier) for r in self.run_ids()):
+            return False
+        return sum(1 for e in known if e.startswith(identifier)) == 1
 
     @property
     def readiness_dir(self) -> Path:

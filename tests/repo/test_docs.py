@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,10 +86,16 @@ def matches(expected: str, actual: str) -> bool:
     return re.fullmatch(pattern, actual + "\n") is not None
 
 
+#: An empty state dir for the examples (removed when the test process ends).
+_FRESH_STATE = tempfile.TemporaryDirectory(prefix="dr-docs-state-")
+
+
 def _run(command: str) -> tuple[str, int]:
     """Run one documented ``dr`` command from the repository root, as a user would."""
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "DR_REGIONS_DIR", "DR_RUNBOOKS_DIR")}
     env["NO_COLOR"] = "1"
+    # The docs show a fresh checkout: no history in the state dir (`dr plan` predicts from it).
+    env["DR_STATE_DIR"] = _FRESH_STATE.name
     args = command.split()
     proc = subprocess.run([str(DR), *args[1:]], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=120, check=False)

@@ -24,7 +24,7 @@ def schema(*args: str) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.parametrize("kind", ["runbook", "region"])
+@pytest.mark.parametrize("kind", ["runbook", "region", "evacuation"])
 def test_schema_is_valid_json_schema(kind: str) -> None:
     data = schema("--kind", kind)
     Draft202012Validator.check_schema(data)
@@ -48,8 +48,10 @@ def test_duration_defaults_are_written_like_runbooks() -> None:
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "runbooks").glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_runbooks_satisfy_the_schema(path: Path) -> None:
-    Draft202012Validator(schema()).validate(yaml.safe_load(path.read_text()))
+def test_shipped_runbooks_and_plans_satisfy_their_schema(path: Path) -> None:
+    data = yaml.safe_load(path.read_text())
+    kind = "evacuation" if data.get("kind") == "evacuation" else "runbook"
+    Draft202012Validator(schema("--kind", kind)).validate(data)
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "regions").glob("*.yaml")), ids=lambda p: p.name)
