@@ -5,7 +5,8 @@ chain of 11 fake steps of ``STEP_S`` plus a final health check, so one applicati
 is ``11 * STEP_S`` and the evacuation's ideal (its critical path, with ten applications at a
 time) is ``tiers * 11 * STEP_S``. Measured twice: the evacuation engine alone (each application a
 run in this process) and through embedded Prefect (one parent flow run, a child flow run per
-application; the embedded server is started before the clock starts). ``overhead`` = wall / ideal. Writes bench/out/evacuation.json. ``--quick``: 2 tiers.
+application; the embedded server is started before the clock starts). ``overhead`` = wall / ideal.
+Writes bench/out/evacuation.json. ``--quick``: 2 tiers.
 """
 
 from __future__ import annotations
