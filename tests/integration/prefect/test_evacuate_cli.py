@@ -109,3 +109,33 @@ def test_evacuate_runs_applications_as_child_flow_runs_and_resume_finishes_the_r
     assert data["verdict"] == "PASSED" and [a["tier"] for a in data["applications"]] == [0, 1, 1]
     assert "the evacuation was resumed 1 time(s)" in data["deviations"]
     assert "## Tier 1" in (directory / "report" / "evacuation.md").read_text()
+
+
+def test_a_killed_evacuation_resumes_to_success_and_every_log_verifies(
+        tmp_path: Path, prefect_home_copy: Path) -> None:
+    import os
+    import subprocess
+
+    from prefect_kit import DR, quiet_env
+
+    work = _project(tmp_path)
+    (tmp_path / "gate-payments").touch()
+    # SIGKILL of the whole `dr evacuate` process while the first application's step runs.
+    env = {**quiet_env(prefect_home_copy), "DR_TEST_CRASH_AT": "work:during"}
+    killed = subprocess.run([DR, "evacuate", "evacuate-east", "--yes"], cwd=work, env=env, capture_output=True,
+                            text=True, timeout=300, stdin=subprocess.DEVNULL, check=False)
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    (evacuation_id,) = os.listdir(work / ".dr" / "evacuations")
+    directory = work / ".dr" / "evacuations" / evacuation_id
+    assert verify(directory / "audit.jsonl").ok  # intact, not yet sealed
+    resumed = dr(["resume", evacuation_id], prefect_home_copy, work)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    record = json.loads((directory / "evacuation.json").read_text())
+    assert record["status"] == "succeeded" and [a["status"] for a in record["applications"]] == ["succeeded"] * 3
+    events = [json.loads(line)["type"] for line in (directory / "audit.jsonl").read_text().splitlines()]
+    # The crashed session is sealed as such before the new one begins.
+    assert events.count("run.finished") == 2 and events.index("run.resumed") > events.index("run.finished")
+    for app in record["applications"]:
+        check = verify(work / ".dr" / "runs" / app["run_id"] / "audit.jsonl")
+        assert check.ok and check.sealed
+    assert record["applications"][0]["run_id"] in resumed.stdout  # core continued its own run
