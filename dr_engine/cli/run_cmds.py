@@ -323,19 +323,23 @@ def show_cmd(
 
 
 def _audit_targets(target: str | None, state: StateDir) -> list[Path]:
-    if target is None:
-        return [state.audit_file(r) for r in state.run_ids()]
+    if target is None:  # every run, then every evacuation
+        return [*(state.audit_file(r) for r in state.run_ids()),
+                *(state.evacuation_dir(e) / AUDIT_FILE for e in state.evacuation_ids())]
     path = Path(target)
     if path.is_file():
         return [path]
     if path.is_dir():
         return [path / AUDIT_FILE]
+    if state.names_evacuation(target):
+        return [state.evacuation_dir(state.resolve_evacuation_id(target)) / AUDIT_FILE]
     return [state.audit_file(state.resolve_run_id(target))]
 
 
 @handle_errors
 def audit_verify_cmd(
-    target: str = typer.Argument(None, help="Run id, run directory or audit.jsonl path (default: every run)."),
+    target: str = typer.Argument(None, help="Run or evacuation id, its directory or an audit.jsonl path "
+                                            "(default: every run and evacuation)."),
     output: Output = typer.Option(Output.TEXT, "--output", "-o", help="text or json"),
     state_dir: StateDir = state_dir_option(),
 ) -> None:

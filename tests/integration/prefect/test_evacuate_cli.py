@@ -101,6 +101,8 @@ def test_evacuate_runs_applications_as_child_flow_runs_and_resume_finishes_the_r
     directory = work / ".dr" / "evacuations" / evacuation_id
     check = verify(directory / "audit.jsonl")
     assert check.ok and check.sealed
+    audited = dr(["audit", "verify", evacuation_id], home, work)
+    assert audited.returncode == 0 and f"evacuations/{evacuation_id}/audit.jsonl: OK" in audited.stdout
     record = json.loads((directory / "evacuation.json").read_text())
     assert [a["status"] for a in record["applications"]] == ["succeeded"] * 3 and record["resumes"] == 1
     report = dr(["report", evacuation_id, "-f", "md", "-f", "json"], home, work)
