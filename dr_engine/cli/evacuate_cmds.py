@@ -166,7 +166,7 @@ def _exit_code(record: EvacuationRecord, interrupts: Interrupts) -> int:
 
 
 def run_evacuation(plan: EvacuationPlan, options: EvacuationOptions, *, resume_id: str | None = None,
-                   force: bool = False, grace_cap: float | None = None) -> int:
+                   force: bool = False, grace_cap: float | None = None, work_pool: str | None = None) -> int:
     """Run (or resume) an evacuation through Prefect with progress lines; return the exit code."""
     interrupts = handle_stop_signals(grace_cap)
     options.interrupts = interrupts
@@ -175,7 +175,7 @@ def run_evacuation(plan: EvacuationPlan, options: EvacuationOptions, *, resume_i
         configure(options.state, quiet_console=True)
         from dr_engine.flows.evacuation import launch_evacuation
 
-        record = launch_evacuation(plan, options, resume_id=resume_id, force=force)
+        record = launch_evacuation(plan, options, resume_id=resume_id, force=force, work_pool=work_pool)
     except KeyboardInterrupt:
         err().print("interrupted before the evacuation started: nothing was changed", markup=False)
         return interrupts.exit_code or 130
@@ -193,6 +193,9 @@ def evacuate_cmd(
                                        help="When the outage began (ISO 8601 UTC); RTO is measured from it."),
     concurrency: int = typer.Option(None, "--concurrency", min=1, max=200,
                                     help="Applications at the same time (default: the plan's)."),
+    work_pool: str = typer.Option(None, "--work-pool",
+                                  help="Run each application on this Prefect work pool's workers (needs "
+                                       "PREFECT_API_URL; the workers share the runbooks and state dir paths)."),
     grace: float = grace_option(),
     state_dir: StateDir = state_dir_option(),
 ) -> None:
@@ -207,8 +210,8 @@ def evacuate_cmd(
     mode = RunMode.DRILL if drill else RunMode.FAILOVER
     _confirm(composed, mode, yes)
     options = EvacuationOptions(mode=mode, state_dir=state_dir, incident_start=incident, reason=reason,
-                                concurrency=concurrency)
-    exit_run(run_evacuation(composed, options, grace_cap=grace))
+                                concurrency=concurrency, work_pool=work_pool)
+    exit_run(run_evacuation(composed, options, grace_cap=grace, work_pool=work_pool))
 
 
 def resume_evacuation_cmd(state: StateDir, evacuation_id: str, *, force: bool, reason: str,
@@ -218,8 +221,9 @@ def resume_evacuation_cmd(state: StateDir, evacuation_id: str, *, force: bool, r
     record = load_evacuation_record(state.evacuation_dir(evacuation_id))
     path = Path(record.plan_path or record.plan_file)
     composed = load_plan(path, state)
-    options = EvacuationOptions(mode=RunMode(record.mode), state_dir=state, reason=reason)
-    return run_evacuation(composed, options, resume_id=evacuation_id, force=force, grace_cap=grace_cap)
+    options = EvacuationOptions(mode=RunMode(record.mode), state_dir=state, reason=reason, work_pool=record.work_pool)
+    return run_evacuation(composed, options, resume_id=evacuation_id, force=force, grace_cap=grace_cap,
+                          work_pool=record.work_pool)
 
 
 @handle_errors

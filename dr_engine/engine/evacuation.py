@@ -95,6 +95,8 @@ class EvacuationOptions:
     resumer: AppResumer = _default_resumer
     #: Called with the record after every event (the CLI prints progress from it).
     on_change: Callable[[EvacuationRecord], None] | None = None
+    #: The Prefect work pool whose workers run the applications (recorded; ``dr resume`` reuses it).
+    work_pool: str | None = None
 
     def __post_init__(self) -> None:
         self.state_dir = StateDir.of(self.state_dir)
@@ -305,6 +307,7 @@ def start_evacuation(plan: EvacuationPlan, options: EvacuationOptions) -> Evacua
                  source=loaded.plan.source, target=loaded.plan.target, mode=options.mode.value,
                  rto_target_seconds=loaded.plan.objectives.rto.total_seconds(), incident_started_at=utc_iso(incident),
                  triggered_by=options.triggered_by or "", reason=options.reason, applications=applications,
+                 work_pool=options.work_pool,
                  waves=plan.waves, critical_path=plan.critical_path, predicted=predicted)
     record = fold(read_events(directory / AUDIT_FILE))
     write_record(directory, record)

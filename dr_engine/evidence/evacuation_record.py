@@ -105,6 +105,8 @@ class EvacuationRecord(BaseModel):
     incident_started_at: str
     triggered_by: str = ""
     reason: str = ""
+    #: The Prefect work pool whose workers ran the applications (None: in the evacuating process).
+    work_pool: str | None = None
     rto_target_seconds: float
     rto_seconds: float | None = None
     rto_met: bool | None = None
@@ -138,7 +140,8 @@ def fold(events: list[dict[str, Any]]) -> EvacuationRecord:
         plan_sha256=first["sha256"],
         source=first["source"], target=first["target"], mode=first["mode"], started_at=events[0]["ts"],
         incident_started_at=first["incident_started_at"], triggered_by=first.get("triggered_by", ""),
-        reason=first.get("reason", ""), rto_target_seconds=first["rto_target_seconds"],
+        reason=first.get("reason", ""), work_pool=first.get("work_pool"),
+        rto_target_seconds=first["rto_target_seconds"],
         predicted=first.get("predicted", {}), critical_path=first.get("critical_path", []),
         applications=[AppEntry(**app) for app in first["applications"]])
     record.audit_count, record.audit_head = 1, events[0]["hash"]
