@@ -138,6 +138,10 @@ class StepContext:
     #: AWS credential checks already made, by region name (one pre-flight pass shares one dict).
     identity_checks: dict[str, PreflightCheck] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Callers outside the engine (tests, scripts) may still hand a path: it becomes a StateDir.
+        self.state_dir = StateDir.of(self.state_dir)
+
     def secret(self, region: Region, name: str) -> SecretStr:
         """Return the secret ``name`` of ``region`` (raises KeyError when not declared)."""
         if self.secret_resolver is None:

@@ -50,6 +50,9 @@ class DemoSettings:
     load_before: float = 1.5
     load_after: float = 1.0
 
+    def __post_init__(self) -> None:
+        self.state_dir = StateDir.of(self.state_dir)  # a path from a script or a test is accepted
+
 
 @dataclass
 class DemoOutcome:

@@ -191,7 +191,7 @@ def test_secret_variables_never_reach_the_step_log(moto_endpoint: str, tmp_path:
     assert result.changed is True
     assert "connect with ***" in caplog.text
     assert canary not in caplog.text
-    assert canary not in (ctx.state_dir / "terraform").joinpath("data").as_posix()
-    var_files = list((ctx.state_dir / "terraform").rglob("dr.tfvars.json"))
+    assert canary not in ctx.state_dir.terraform_dir.joinpath("data").as_posix()
+    var_files = list(ctx.state_dir.terraform_dir.rglob("dr.tfvars.json"))
     assert var_files and all(canary not in f.read_text() for f in var_files)
     assert timedelta(minutes=2) == params.timeout
