@@ -169,3 +169,20 @@ def handle_stop_signals(grace_cap: float | None) -> Interrupts:
     interrupts = Interrupts(grace_cap=grace_cap, exit_after_seal=True)
     interrupts.install()
     return interrupts
+
+
+def confirm_by_name(name: str, kind: str, yes: bool, *, refusing: str = "refusing without confirmation") -> None:
+    """Ask for ``name`` to be typed (``kind``: "runbook", "plan"); exit 2 when it is not, or no terminal.
+
+    ``--yes`` skips the question; without a terminal the command refuses rather than guess.
+    """
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        err().print(f"error: {refusing}: no terminal to ask on\n  hint: pass --yes to confirm non-interactively",
+                    markup=False)
+        raise typer.Exit(EXIT_USAGE)
+    answer = typer.prompt(f"Type the {kind} name ({name}) to confirm", default="", show_default=False)
+    if answer.strip() != name:
+        err().print("aborted: the name did not match; nothing was changed", markup=False)
+        raise typer.Exit(EXIT_USAGE)

@@ -8,7 +8,6 @@ Prefect flow run with a child flow run per application.
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ from rich.table import Table
 from dr_engine.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_USAGE,
     Output,
+    confirm_by_name,
     err,
     exit_run,
     grace_option,
@@ -97,16 +96,7 @@ def _confirm(plan: EvacuationPlan, mode: RunMode, yes: bool) -> None:
                   f"{len(plan.applications)} applications in {len(plan.waves)} waves, RTO objective "
                   f"{fmt_seconds(loaded.objectives.rto.total_seconds())}.", markup=False)
     console.print(f"Prefect: {'server at PREFECT_API_URL' if server_mode() else 'embedded (local)'}", markup=False)
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        console.print("error: refusing to evacuate without confirmation: no terminal to ask on\n"
-                      "  hint: pass --yes to confirm non-interactively", markup=False)
-        raise typer.Exit(EXIT_USAGE)
-    answer = typer.prompt(f"Type the plan name ({plan.name}) to confirm", default="", show_default=False)
-    if answer.strip() != plan.name:
-        console.print("aborted: the name did not match; nothing was changed", markup=False)
-        raise typer.Exit(EXIT_USAGE)
+    confirm_by_name(plan.name, "plan", yes, refusing="refusing to evacuate without confirmation")
 
 
 class _Progress:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import typer
@@ -12,6 +11,7 @@ from dr_engine.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    confirm_by_name,
     err,
     exit_run,
     grace_option,
@@ -62,15 +62,7 @@ def _confirm(what: str, plan: ExecutionPlan, yes: bool) -> None:
     rb = plan.loaded.runbook
     err().print(f"About to {what} '{rb.runbook}' from {rb.source} to {rb.target} ({len(plan.steps)} steps).",
                 markup=False)
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        err().print("error: refusing without confirmation: no terminal to ask on\n  hint: pass --yes", markup=False)
-        raise typer.Exit(EXIT_USAGE)
-    answer = typer.prompt(f"Type the runbook name ({rb.runbook}) to confirm", default="", show_default=False)
-    if answer.strip() != rb.runbook:
-        err().print("aborted: the name did not match; nothing was changed", markup=False)
-        raise typer.Exit(EXIT_USAGE)
+    confirm_by_name(rb.runbook, "runbook", yes)
 
 
 @handle_errors

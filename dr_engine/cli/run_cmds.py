@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,9 @@ from rich.table import Table
 from dr_engine.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_USAGE,
     STATE,
     Output,
+    confirm_by_name,
     err,
     exit_run,
     grace_option,
@@ -139,16 +138,7 @@ def _confirm(plan: ExecutionPlan, yes: bool) -> None:
                   f"RPO objective {fmt_seconds(rb.objectives.rpo.total_seconds())}.", markup=False)
     console.print(f"Prefect: {'server ' + 'at PREFECT_API_URL' if server_mode() else 'embedded (local)'}",
                   markup=False)
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        console.print("error: refusing to fail over without confirmation: no terminal to ask on\n"
-                      "  hint: pass --yes to confirm non-interactively", markup=False)
-        raise typer.Exit(EXIT_USAGE)
-    answer = typer.prompt(f"Type the runbook name ({rb.runbook}) to confirm", default="", show_default=False)
-    if answer.strip() != rb.runbook:
-        console.print("aborted: the name did not match; nothing was changed", markup=False)
-        raise typer.Exit(EXIT_USAGE)
+    confirm_by_name(rb.runbook, "runbook", yes, refusing="refusing to fail over without confirmation")
 
 
 @handle_errors

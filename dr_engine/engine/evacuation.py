@@ -21,10 +21,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ from dr_engine.evidence.evacuation_record import (
 from dr_engine.evidence.record import RunRecord, RunStatus
 from dr_engine.evidence.recovery import HEALTHY
 from dr_engine.evidence.statedir import StateDir
+from dr_engine.lock.base import FileLock
 from dr_engine.model import RunMode
 from dr_engine.model.evacuation import FailurePolicy
 from dr_engine.planning.evacuation import EvacuationPlan
@@ -59,6 +61,9 @@ from dr_engine.planning.plan import ExecutionPlan
 from dr_engine.planning.prediction import history_by_runbook
 
 log = logging.getLogger("dr_engine.engine.evacuation")
+
+#: The session lock's lease: liveness is by process, so only a very long evacuation would need more.
+SESSION_TTL = timedelta(days=7)
 
 #: Runs one application: the engine's entry point by default (a Prefect child flow run in flows/).
 AppRunner = Callable[[ExecutionPlan, RunOptions], RunRecord]
@@ -309,8 +314,14 @@ def start_evacuation(plan: EvacuationPlan, options: EvacuationOptions) -> Evacua
                  triggered_by=options.triggered_by or "", reason=options.reason, applications=applications,
                  work_pool=options.work_pool,
                  waves=plan.waves, critical_path=plan.critical_path, predicted=predicted)
-    record = fold(read_events(directory / AUDIT_FILE))
-    write_record(directory, record)
+    with _session_lock(state, evacuation_id, options):
+        record = fold(read_events(directory / AUDIT_FILE))
+        write_record(directory, record)
+        return _run_session(plan, options, directory, audit, record)
+
+
+def _run_session(plan: EvacuationPlan, options: EvacuationOptions, directory: Path, audit: AuditLog,
+                 record: EvacuationRecord) -> EvacuationRecord:
     interrupts, installed = _installed(options.interrupts)
     options.interrupts = interrupts
     try:
@@ -321,6 +332,21 @@ def start_evacuation(plan: EvacuationPlan, options: EvacuationOptions) -> Evacua
         interrupts.phase = "sealed"
         if installed:
             interrupts.restore()
+
+
+@contextmanager
+def _session_lock(state: StateDir, evacuation_id: str, options: EvacuationOptions) -> Iterator[None]:
+    """One session of an evacuation at a time: a resume while it still runs is refused (LockHeld).
+
+    Held by process: a session whose process is gone leaves a stale lease that the next
+    ``dr resume`` of the same evacuation takes back. The applications keep their own locks.
+    """
+    lock = FileLock(state.locks_dir, clock=options.clock, ttl=SESSION_TTL)
+    lease = lock.acquire(f"evacuation-{evacuation_id}", evacuation_id)
+    try:
+        yield
+    finally:
+        lock.release(lease)
 
 
 def resume_evacuation(plan: EvacuationPlan, evacuation_id: str, options: EvacuationOptions, *,
@@ -329,33 +355,25 @@ def resume_evacuation(plan: EvacuationPlan, evacuation_id: str, options: Evacuat
     state = options.state
     evacuation_id = state.resolve_evacuation_id(evacuation_id)
     directory = state.evacuation_dir(evacuation_id)
-    record = load_evacuation_record(directory)
-    if record.status == "succeeded":
-        raise RunStateError(f"evacuation {evacuation_id} already succeeded; there is nothing to resume",
-                            hint="start a new one with `dr evacuate`")
-    if record.plan_sha256 != plan.loaded.sha256 and not force:
-        raise RunStateError(f"the plan {plan.loaded.file} changed since evacuation {evacuation_id} started",
-                            hint="restore it, or resume with --force to use the new version (audited)")
-    if sorted(a.name for a in record.applications) != sorted(a.name for a in plan.applications):
-        raise RunStateError("the plan's applications changed; an evacuation cannot continue with others",
-                            hint="start a new evacuation")
-    audit = AuditLog(directory / AUDIT_FILE, evacuation_id, now=options.clock.now)
-    if record.status == "running":  # a crashed session never sealed: seal it before the new one
-        audit.append(RUN_FINISHED, status="crashed", rto_seconds=None, rto_met=False, not_started=[])
-    audit.append(RUN_RESUMED, force=force, plan_sha256=plan.loaded.sha256,
-                 triggered_by=options.triggered_by or "", reason=options.reason)
-    record = fold(read_events(directory / AUDIT_FILE))
-    write_record(directory, record)
-    interrupts, installed = _installed(options.interrupts)
-    options.interrupts = interrupts
-    try:
-        session = _Evacuation(plan, options, directory, audit, record)
-        interrupts.phase = "running"
-        return session.run()
-    finally:
-        interrupts.phase = "sealed"
-        if installed:
-            interrupts.restore()
+    with _session_lock(state, evacuation_id, options):  # before anything: the last session may still run
+        record = load_evacuation_record(directory)
+        if record.status == "succeeded":
+            raise RunStateError(f"evacuation {evacuation_id} already succeeded; there is nothing to resume",
+                                hint="start a new one with `dr evacuate`")
+        if record.plan_sha256 != plan.loaded.sha256 and not force:
+            raise RunStateError(f"the plan {plan.loaded.file} changed since evacuation {evacuation_id} started",
+                                hint="restore it, or resume with --force to use the new version (audited)")
+        if sorted(a.name for a in record.applications) != sorted(a.name for a in plan.applications):
+            raise RunStateError("the plan's applications changed; an evacuation cannot continue with others",
+                                hint="start a new evacuation")
+        audit = AuditLog(directory / AUDIT_FILE, evacuation_id, now=options.clock.now)
+        if record.status == "running":  # its process is gone (we hold the lock): seal that session first
+            audit.append(RUN_FINISHED, status="crashed", rto_seconds=None, rto_met=False, not_started=[])
+        audit.append(RUN_RESUMED, force=force, plan_sha256=plan.loaded.sha256,
+                     triggered_by=options.triggered_by or "", reason=options.reason)
+        record = fold(read_events(directory / AUDIT_FILE))
+        write_record(directory, record)
+        return _run_session(plan, options, directory, audit, record)
 
 
 __all__ = ["AppResumer", "AppRunner", "EvacuationOptions", "resume_evacuation", "start_evacuation"]

@@ -286,3 +286,22 @@ def test_a_stop_signal_starts_no_new_application_and_the_evacuation_resumes(tmp_
     assert check.ok and check.sealed
     resumed = resume_evacuation(plan, record.evacuation_id, EvacuationOptions(state_dir=state))
     assert resumed.status == "succeeded" and resumed.app("core").run_id == core.run_id
+
+
+def test_a_resume_while_a_session_still_runs_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    from dr_engine.errors import LockHeld
+    from dr_engine.lock.base import FileLock
+
+    _world(tmp_path, failing=("payments",))
+    plan = _load(tmp_path)
+    state = StateDir(tmp_path / "state")
+    record = start_evacuation(plan, EvacuationOptions(state_dir=state))
+    log = state.evacuation_dir(record.evacuation_id) / "audit.jsonl"
+    before = log.read_bytes()
+    # A live session of this evacuation (this very process holds its lease).
+    lease = FileLock(state.locks_dir).acquire(f"evacuation-{record.evacuation_id}", record.evacuation_id)
+    with pytest.raises(LockHeld):
+        resume_evacuation(plan, record.evacuation_id, EvacuationOptions(state_dir=state))
+    assert log.read_bytes() == before  # nothing sealed, nothing resumed
+    FileLock(state.locks_dir).release(lease)
+    assert resume_evacuation(plan, record.evacuation_id, EvacuationOptions(state_dir=state)).resumes == 1
