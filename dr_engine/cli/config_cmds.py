@@ -22,6 +22,7 @@ from dr_engine.evidence.statedir import StateDir
 from dr_engine.model import Region, Runbook, format_duration
 from dr_engine.model.evacuation import Evacuation
 from dr_engine.model.schema import json_schema
+from dr_engine.planning.capacity import CapacityReport, check_capacity, demands
 from dr_engine.planning.plan import ExecutionPlan, build_plan
 from dr_engine.planning.prediction import RunbookHistory, history_by_runbook
 from dr_engine.report.formatting import fmt_seconds as format_seconds
@@ -202,18 +203,37 @@ def _plan_evacuation(path: Path, output: Output, preflight: bool | None, state: 
 
     composed = load_plan(path, state)
     checks = {name: preflight_for(plan, preflight) for name, plan in composed.plans.items()}
+    # The target's capacity is read like the pre-flight checks: live, read-only, skipped by --no-preflight.
+    capacity = check_capacity(composed) if preflight is not False and demands(composed)[0] else None
     if output is Output.JSON:
         described = {**composed.to_dict(), "predicted": composed.predicted(history_by_runbook(state))}
         described["preflight"] = {name: as_json(c) for name, c in checks.items()}
+        described["capacity"] = capacity.to_dict() if capacity is not None else None
         print_json(described)
     else:
         render_evacuation_plan(composed, state)
+        if capacity is not None:
+            _render_capacity(capacity)
         for name, found in checks.items():
             if found is not None:
                 out().print(f"Pre-flight of {name}:", markup=False)
                 render_preflight(found)
-    if any(c and any(not x.ok for step in c.values() for x in step) for c in checks.values()):
+    if any(c and any(not x.ok for step in c.values() for x in step) for c in checks.values()) or (
+            capacity is not None and not capacity.ok):
         raise typer.Exit(1)
+
+
+def _render_capacity(report: CapacityReport) -> None:
+    console = out()
+    console.print("Capacity of the regions the evacuation scales:", markup=False)
+    for group in report.groups:
+        now = "?" if group.current_desired is None else f"{group.current_desired}/{group.current_max}"
+        mark = "ok  " if group.problem is None else "FAIL"
+        console.print(f"  [{mark}] {group.region} {group.group} ({', '.join(group.applications)}): desired/max now "
+                      f"{now}, wanted {group.wanted}, adds {group.added}"
+                      + (f" - {group.problem}" if group.problem else ""), markup=False)
+    for region, quota in report.quotas.items():
+        console.print(f"  EC2 On-Demand vCPU quota in {region}: {quota}", markup=False)
 
 
 def action_info(name: str) -> dict[str, Any]:
