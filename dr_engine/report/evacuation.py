@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ from dr_engine.evidence.evacuation_record import AppStatus, EvacuationRecord, lo
 from dr_engine.evidence.record_check import check_run
 from dr_engine.evidence.redact import redact_text
 from dr_engine.evidence.statedir import StateDir
+from dr_engine.report.evacuation_chart import evacuation_chart
 from dr_engine.report.formatting import fmt_seconds
+from dr_engine.report.render import svg_data_uri
 
 UNVERIFIED = "UNVERIFIED"
 
@@ -46,6 +49,9 @@ class AppRow:
     verified: bool
     note: str = ""
     run_report: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    recovered_at: str | None = None
 
 
 @dataclass
@@ -110,7 +116,8 @@ def _row(state: StateDir, record: EvacuationRecord, name: str) -> AppRow:
                   rpo_seconds=entry.rpo_seconds, rpo_target_seconds=entry.rpo_target_seconds, rpo_met=entry.rpo_met,
                   predicted_p50_seconds=entry.predicted_p50_seconds,
                   predicted_p95_seconds=entry.predicted_p95_seconds, verified=verified,
-                  note=redact_text(note), run_report=link)
+                  note=redact_text(note), run_report=link, started_at=entry.started_at,
+                  finished_at=entry.finished_at, recovered_at=entry.recovered_at)
 
 
 def evacuation_report(state: StateDir, evacuation_id: str) -> EvacuationReport:
@@ -152,7 +159,8 @@ def render_markdown(report: EvacuationReport) -> str:
              f"- RTO: {fmt_seconds(report.rto_seconds)} vs objective {fmt_seconds(report.rto_target_seconds)} "
              f"({_met(report.rto_met)}); predicted p50 {fmt_seconds(report.predicted.get('p50_seconds'))}, "
              f"p95 {fmt_seconds(report.predicted.get('p95_seconds'))}",
-             f"- critical path: {' -> '.join(report.critical_path) or '-'}", ""]
+             f"- critical path: {' -> '.join(report.critical_path) or '-'}", "",
+             "![timeline](evacuation-timeline.svg)", ""]
     for tier, rows in report.by_tier().items():
         lines += [f"## Tier {tier}", "",
                   "| application | status | run | RTO | objective | RPO | objective | predicted p50 / p95 |",
@@ -195,13 +203,27 @@ def render_html(report: EvacuationReport) -> str:
             f" status <b>{e(report.status)}</b>. RTO {e(fmt_seconds(report.rto_seconds))} vs objective "
             f"{e(fmt_seconds(report.rto_target_seconds))} ({_met(report.rto_met)}). Critical path: "
             f"{e(' -> '.join(report.critical_path) or '-')}.</p>"
+            f"<img alt='timeline of the applications' src='{svg_data_uri(evacuation_chart(report))}'>"
             "<table><tr><th>tier</th><th>application</th><th>status</th><th>run</th><th>RTO</th><th>objective</th>"
             f"<th>RPO</th><th>predicted p50 / p95</th><th>note</th></tr>{rows}</table>"
             f"<h2>Deviations</h2><ul>{deviations}</ul></body></html>\n")
 
 
-RENDERERS = {"md": ("evacuation.md", render_markdown), "json": ("evacuation.json", render_json),
-             "html": ("evacuation.html", render_html)}
+def render_pdf(report: EvacuationReport) -> bytes:
+    """The HTML page laid out as a PDF."""
+    from dr_engine.report.render import render_pdf as html_to_pdf
+
+    return html_to_pdf(render_html(report))
+
+
+def render_chart(report: EvacuationReport) -> bytes:
+    """The timeline chart (SVG) the Markdown report links to."""
+    return evacuation_chart(report)
+
+
+RENDERERS: dict[str, tuple[str, Callable[[EvacuationReport], str | bytes]]] = {
+    "md": ("evacuation.md", render_markdown), "json": ("evacuation.json", render_json),
+    "html": ("evacuation.html", render_html), "pdf": ("evacuation.pdf", render_pdf)}
 
 
 def write_evacuation_report(report: EvacuationReport, directory: Path, formats: list[str]) -> list[Path]:
@@ -210,9 +232,17 @@ def write_evacuation_report(report: EvacuationReport, directory: Path, formats: 
     written = []
     for name in formats:
         filename, render = RENDERERS[name]
+        content = render(report)
         path = directory / filename
-        path.write_text(render(report), encoding="utf-8")
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
         written.append(path)
+    if "md" in formats:  # the Markdown report shows the chart from a file beside it
+        chart = directory / "evacuation-timeline.svg"
+        chart.write_bytes(render_chart(report))
+        written.append(chart)
     return written
 
 

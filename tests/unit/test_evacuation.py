@@ -305,3 +305,27 @@ def test_a_resume_while_a_session_still_runs_is_refused_and_changes_nothing(tmp_
     assert log.read_bytes() == before  # nothing sealed, nothing resumed
     FileLock(state.locks_dir).release(lease)
     assert resume_evacuation(plan, record.evacuation_id, EvacuationOptions(state_dir=state)).resumes == 1
+
+
+def test_the_report_shows_tiers_the_timeline_and_deviations_in_every_format(tmp_path: Path) -> None:
+    from dr_engine.report.evacuation import evacuation_report, write_evacuation_report
+
+    _world(tmp_path, failing=("payments",))
+    state = StateDir(tmp_path / "state")
+    record = start_evacuation(_load(tmp_path), EvacuationOptions(state_dir=state))
+    report = evacuation_report(state, record.evacuation_id)
+    assert report.verdict == "FAILED" and [r.tier for r in report.applications] == [0, 1, 1, 2]
+    assert any("cards: not started: 'payments' did not succeed" in d for d in report.deviations)
+    assert any("reports: ran although cards failed" in d or "reports: not started" in d for d in report.deviations)
+    written = write_evacuation_report(report, tmp_path / "out", ["md", "json", "html", "pdf"])
+    assert sorted(p.name for p in written) == ["evacuation-timeline.svg", "evacuation.html", "evacuation.json",
+                                                "evacuation.md", "evacuation.pdf"]
+    assert (tmp_path / "out" / "evacuation.pdf").read_bytes().startswith(b"%PDF")
+    svg = (tmp_path / "out" / "evacuation-timeline.svg").read_text()
+    assert 'id="application-core"' in svg and 'id="application-payments"' in svg
+    assert "data:image/svg+xml" in (tmp_path / "out" / "evacuation.html").read_text()
+    assert json.loads((tmp_path / "out" / "evacuation.json").read_text())["verdict"] == "FAILED"
+    # An application whose run record was altered makes the whole report UNVERIFIED.
+    run_json = state.run_file(record.app("core").run_id or "")
+    run_json.write_text(run_json.read_text().replace('"succeeded"', '"failed"', 1))
+    assert evacuation_report(state, record.evacuation_id).verdict == "UNVERIFIED"
