@@ -86,6 +86,14 @@ def headline(results: dict[str, Any]) -> list[Row]:
                      "script overhead", "0 by construction"))
     elif script:
         rows.append(("scripted failover RTO (bench/script_baseline.py)", _s(_get(script, "median.rto_s")), "-", "-"))
+    evac = b.get("evacuation", {})
+    for mode, label in (("engine", "engine alone"), ("embedded_prefect", "embedded Prefect, a child flow run each")):
+        if mode in evac:
+            apps = evac[mode]["applications"]
+            rows.append((f"evacuation of {apps} applications x {evac['steps_per_application']} steps in "
+                         f"{evac['tiers']} tiers, {label} (wall)", _s(evac[mode]["wall_s"]),
+                         "critical-path ideal (wall / ideal)",
+                         f"{_s(evac[mode]['ideal_s'])} ({_s(evac[mode]['overhead'], 'x')})"))
     return rows
 
 
