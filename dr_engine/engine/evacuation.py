@@ -156,8 +156,12 @@ class _Evacuation:
             continued.append(edge.waits_for)
         return None, continued
 
-    def _ready(self) -> list[str]:
-        ready: list[str] = []
+    def _ready(self) -> list[tuple[str, list[str]]]:
+        """Applications that may start now, each with the failed dependencies it continues past.
+
+        Records the skip of every application a failed dependency halts (``on_failure: halt``).
+        """
+        ready: list[tuple[str, list[str]]] = []
         for wave in self.plan.waves:
             for name in wave:
                 entry = self.record.app(name)
@@ -171,10 +175,7 @@ class _Evacuation:
                     self.emit(APPLICATION_SKIPPED, application=name, because=blocker,
                               reason=f"'{blocker}' {status} and '{name}' waits for it with on_failure: halt")
                     continue
-                for dependency in continued:
-                    self.emit(DEPENDENCY_FAILED, application=name, dependency=dependency,
-                              status=self.record.app(dependency).status.value)
-                ready.append(name)
+                ready.append((name, continued))
         return ready
 
     # ------------------------------------------------------------------ running
@@ -232,7 +233,10 @@ class _Evacuation:
                         for child in self._children.values():
                             _forward(self.interrupts, child)
                 elif len(running) < concurrency:
-                    for name in self._ready()[: concurrency - len(running)]:
+                    for name, continued in self._ready()[: concurrency - len(running)]:
+                        for dependency in continued:  # recorded once, as the application starts
+                            self.emit(DEPENDENCY_FAILED, application=name, dependency=dependency,
+                                      status=self.record.app(dependency).status.value)
                         # An application an earlier session started keeps its run (it is resumed).
                         earlier = self.record.app(name).run_id
                         run_id = earlier or StateDir.new_run_id(self.options.clock)
