@@ -64,10 +64,15 @@ def test_a_command_started_during_a_storm_of_ctrl_c_is_never_killed_by_it() -> N
 def test_the_bare_popen_window_is_real() -> None:
     # The reason for children.spawn: without it the same storm kills some commands. If a
     # future Python closes the window itself, this fails and children.spawn can be simplified.
-    # Up to three storms: the window is short, and a very idle or very busy machine may miss it.
-    storms = [_storm("bare") for _ in range(3)]
+    # Up to five storms, stopping at the first kill: the window is short, and a very idle or very
+    # busy machine may miss it in one storm.
+    storms = []
+    for _ in range(5):
+        storms.append(_storm("bare"))
+        if storms[-1][1] > 0:
+            break
     assert all(seen > 0 and started == 300 for started, _, seen in storms)
-    assert any(killed > 0 for _, killed, _ in storms), storms
+    assert storms[-1][1] > 0, storms
 
 
 def test_the_command_starts_with_nothing_blocked_and_default_handling(tmp_path: Path) -> None:
