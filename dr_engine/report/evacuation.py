@@ -77,6 +77,11 @@ class EvacuationReport:
     applications: list[AppRow] = field(default_factory=list)
     deviations: list[str] = field(default_factory=list)
 
+    @property
+    def rows(self) -> list[AppRow]:
+        """The applications (what the timeline chart reads)."""
+        return self.applications
+
     def by_tier(self) -> dict[int, list[AppRow]]:
         """Rows grouped by tier, lowest first."""
         tiers: dict[int, list[AppRow]] = {}

@@ -7,7 +7,8 @@ evacuation's RTO and objective are drawn as lines, as in a run's timeline.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
 from matplotlib import rc_context
 from matplotlib.figure import Figure
@@ -16,17 +17,40 @@ from matplotlib.patches import Patch
 from dr_engine.report.charts import _RC, COLORS, ChartFormat, _save  # one look for every chart
 from dr_engine.report.formatting import fmt_seconds, parse_ts
 
-if TYPE_CHECKING:
-    from dr_engine.report.evacuation import EvacuationReport
+
+class ChartRow(Protocol):
+    """What the chart reads of one application (an ``AppRow`` of :mod:`dr_engine.report.evacuation`)."""
+
+    name: str
+    tier: int
+    wave: int
+    status: str
+    started_at: str | None
+    finished_at: str | None
+    recovered_at: str | None
+
+
+class ChartSource(Protocol):
+    """What the chart reads of an evacuation (an ``EvacuationReport``): no import of the report module."""
+
+    incident_started_at: str
+    rto_seconds: float | None
+    rto_target_seconds: float
+    critical_path: list[str]
+
+    @property
+    def rows(self) -> Sequence[ChartRow]:
+        """The applications."""
+        ...
 
 _STATUS_COLORS = {"succeeded": COLORS["ok"], "failed": COLORS["failed"], "halted": COLORS["failed"],
                   "cancelled": COLORS["stopped"], "skipped": COLORS["skipped"]}
 
 
-def evacuation_chart(report: EvacuationReport, fmt: ChartFormat = "svg") -> bytes:
+def evacuation_chart(report: ChartSource, fmt: ChartFormat = "svg") -> bytes:
     """Gantt chart of the applications of one evacuation."""
     origin = parse_ts(report.incident_started_at)
-    rows = sorted(report.applications, key=lambda r: (r.wave, r.started_at or "", r.name))
+    rows = sorted(report.rows, key=lambda r: (r.wave, r.started_at or "", r.name))
 
     def offset(text: str | None) -> float | None:
         moment = parse_ts(text)
