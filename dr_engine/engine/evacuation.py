@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from dr_engine.clock import Clock, SystemClock, utc_iso
+from dr_engine.clock import Clock, SystemClock, parse_utc, utc_iso
 from dr_engine.engine.interrupts import Interrupts
 from dr_engine.engine.options import RunOptions
 from dr_engine.engine.run import prepare_resume, resume_options, resume_run, start_run
@@ -191,7 +191,8 @@ class _Evacuation:
     def _run_one(self, name: str, run_id: str | None, resume: bool) -> RunRecord:
         app_plan = self.plan.plans[name]
         options = RunOptions(mode=self.options.mode, run_id=run_id, state_dir=self.state,
-                             incident_start=_incident(self.record), triggered_by=self.options.triggered_by,
+                             incident_start=parse_utc(self.record.incident_started_at),
+                             triggered_by=self.options.triggered_by,
                              reason=self.options.reason or f"evacuation {self.record.evacuation_id}",
                              clock=self.options.clock, interrupts=self._child_interrupts(name))
         try:
@@ -275,12 +276,6 @@ def _forward(master: Interrupts, child: Interrupts) -> None:
         if len(child.signals) < 2:
             child.signals.append(master.signals[-1] if master.signals else signal.SIGINT)
         child.abandon.set()
-
-
-def _incident(record: EvacuationRecord) -> datetime:
-    from dr_engine.clock import parse_utc
-
-    return parse_utc(record.incident_started_at)
 
 
 def _installed(interrupts: Interrupts | None) -> tuple[Interrupts, bool]:

@@ -286,6 +286,12 @@ def test_a_stop_signal_starts_no_new_application_and_the_evacuation_resumes(tmp_
     assert check.ok and check.sealed
     resumed = resume_evacuation(plan, record.evacuation_id, EvacuationOptions(state_dir=state))
     assert resumed.status == "succeeded" and resumed.app("core").run_id == core.run_id
+    # After the signal and the resume, every chain verifies and the report rebuilds from them.
+    from dr_engine.report.evacuation import evacuation_report
+
+    assert all(verify(state.audit_file(a.run_id or "")).ok for a in resumed.applications)
+    rebuilt = evacuation_report(state, record.evacuation_id)
+    assert rebuilt.verdict == "PASSED" and "the evacuation was resumed 1 time(s)" in rebuilt.deviations
 
 
 def test_a_resume_while_a_session_still_runs_is_refused_and_changes_nothing(tmp_path: Path) -> None:
